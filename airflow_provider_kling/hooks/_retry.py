@@ -1,0 +1,153 @@
+"""Retry policies (tenacity, which Airflow already ships) for polls and for submits.
+
+* A poll (Task Result GET) is read-only: every transient failure is retried with jittered exponential
+  backoff, bounded by a failure budget and, when given, an absolute deadline.
+* A submit costs money and the vendor has no idempotency key, so it is retried only when the request
+  surely created nothing: the connection was never made, or the vendor said 429.
+* A 429 waits for ``Retry-After`` when the server sends one. With a deadline, throttling does not spend
+  the failure budget (the deadline bounds it instead), so a busy hour does not fail healthy tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+from tenacity.wait import wait_base
+
+from airflow_provider_kling.exceptions import (
+    KlingConnectionError,
+    KlingRateLimitError,
+    KlingTransientError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_INITIAL_WAIT = 1.0
+DEFAULT_MAX_WAIT = 30.0
+
+
+class wait_retry_after(wait_base):
+    """Wait what a 429's ``Retry-After`` asks for; otherwise defer to ``fallback``."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, KlingRateLimitError) and error.retry_after is not None:
+            return error.retry_after
+        return float(self.fallback(retry_state))
+
+
+class stop_on_budget_or_deadline:
+    """Stop after ``max_attempts`` failures, or when the next wait would pass ``deadline`` (epoch s)."""
+
+    def __init__(self, max_attempts: int, deadline: float | None) -> None:
+        self.max_attempts = max_attempts
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.deadline is not None:
+            if time.time() + (retry_state.upcoming_sleep or 0.0) >= self.deadline:
+                return True
+            outcome = retry_state.outcome
+            if outcome is not None and isinstance(outcome.exception(), KlingRateLimitError):
+                return False
+        return retry_state.attempt_number >= self.max_attempts
+
+
+def _log_before_sleep(retry_state: RetryCallState) -> None:
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    log.warning(
+        "Kling call failed (attempt %d), retrying in %.1f s: %s",
+        retry_state.attempt_number,
+        retry_state.upcoming_sleep,
+        error,
+    )
+
+
+def _policy(
+    retryable: tuple[type[BaseException], ...],
+    *,
+    max_attempts: int,
+    deadline: float | None,
+    initial_wait: float,
+    max_wait: float,
+) -> dict[str, Any]:
+    return {
+        "retry": retry_if_exception_type(retryable),
+        "wait": wait_retry_after(
+            wait_exponential_jitter(initial=initial_wait, max=max_wait, jitter=initial_wait)
+        ),
+        "stop": stop_on_budget_or_deadline(max_attempts, deadline),
+        "before_sleep": _log_before_sleep,
+        "reraise": True,
+    }
+
+
+def poll_retrying(
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    deadline: float | None = None,
+    initial_wait: float = DEFAULT_INITIAL_WAIT,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> Retrying:
+    """Sync retry policy for read-only calls: every :class:`KlingTransientError` is retried."""
+    return Retrying(
+        **_policy(
+            (KlingTransientError,),
+            max_attempts=max_attempts,
+            deadline=deadline,
+            initial_wait=initial_wait,
+            max_wait=max_wait,
+        )
+    )
+
+
+def apoll_retrying(
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    deadline: float | None = None,
+    initial_wait: float = DEFAULT_INITIAL_WAIT,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> AsyncRetrying:
+    """Async twin of :func:`poll_retrying` (sleeps with ``asyncio.sleep``)."""
+    return AsyncRetrying(
+        **_policy(
+            (KlingTransientError,),
+            max_attempts=max_attempts,
+            deadline=deadline,
+            initial_wait=initial_wait,
+            max_wait=max_wait,
+        )
+    )
+
+
+def submit_retrying(
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    initial_wait: float = DEFAULT_INITIAL_WAIT,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> Retrying:
+    """Retry policy for submits: only failures that surely created no task (never sent, or 429)."""
+    return Retrying(
+        **_policy(
+            (KlingConnectionError, KlingRateLimitError),
+            max_attempts=max_attempts,
+            deadline=None,
+            initial_wait=initial_wait,
+            max_wait=max_wait,
+        )
+    )

@@ -1,0 +1,290 @@
+"""KlingHook: the only place that talks HTTP to the Kling (Novita) API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_kling.connection_form import CONNECTION_FORM_FIELDS, CONNECTION_UI_BEHAVIOUR
+from airflow_provider_kling.exceptions import (
+    KlingAuthError,
+    KlingConnectionError,
+    KlingError,
+    KlingNotFoundError,
+    KlingRateLimitError,
+    KlingRequestError,
+    KlingTimeoutError,
+    KlingTransientError,
+)
+from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport, submit_uncertain
+from airflow_provider_kling.hooks._retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    apoll_retrying,
+    poll_retrying,
+    submit_retrying,
+)
+from airflow_provider_kling.hooks._shared_clients import SharedAsyncClient, shared_async_client
+from airflow_provider_kling.hooks.connection import ConnectionSettings, settings_from_connection
+from airflow_provider_kling.models import KlingRequest, SubmitResponse, TaskResult, TaskStatus, build_request
+from airflow_provider_kling.models.requests import MODEL_NAME_PATTERN
+from airflow_provider_kling.polling import describe_progress, next_poll_delay
+
+SUBMIT_PATH = "/v3/async/{model}"
+TASK_RESULT_PATH = "/v3/async/task-result"
+#: The id ``test_connection`` asks for: any answer but 401/403 proves the key is accepted.
+_PROBE_TASK_ID = "airflow-connection-test"
+
+
+class KlingHook(BaseHook):
+    """Talk to the Kling v3.0 async API through an Airflow connection of type ``kling``.
+
+    The connection's host is the base URL (empty means ``https://api.novita.ai``; clones of the API work
+    the same way), its password is the API key. Transient failures (429, 5xx, timeouts, dropped
+    connections) are retried with jittered exponential backoff; a submit is retried only when it surely
+    created no task (see :mod:`airflow_provider_kling.hooks._retry`).
+
+    :param kling_conn_id: The Airflow connection to use.
+    :param max_attempts: Attempts per call before a transient failure is raised.
+
+    Example::
+
+        hook = KlingHook()
+        kling_task_id = hook.submit("kling-v3.0-std-t2v", {"prompt": "a red fox in snow"})
+        result = hook.wait_for_task(kling_task_id, poll_interval=10, timeout=1800)
+        print(result.videos[0].video_url)
+    """
+
+    conn_name_attr = "kling_conn_id"
+    default_conn_name = "kling_default"
+    conn_type = "kling"
+    hook_name = "Kling AI (Novita)"
+
+    def __init__(
+        self,
+        kling_conn_id: str = default_conn_name,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kling_conn_id = kling_conn_id
+        self.max_attempts = max_attempts
+        self._settings: ConnectionSettings | None = None
+        self._client: httpx.Client | None = None
+
+    # -- connection form -------------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Labels of the connection form: host is the base URL, password the API key."""
+        return CONNECTION_UI_BEHAVIOUR
+
+    @classmethod
+    def get_connection_form_fields(cls) -> dict[str, Any]:
+        """The extra fields of the connection form (declarative form, Airflow 3.2+)."""
+        return CONNECTION_FORM_FIELDS
+
+    # -- settings and clients --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """The connection, read once and checked (empty key, non-HTTPS URL and bad extras are refused)."""
+        if self._settings is None:
+            conn = self.get_connection(self.kling_conn_id)
+            self._settings = settings_from_connection(
+                self.kling_conn_id,
+                host=conn.host,
+                port=conn.port,
+                password=conn.password,
+                extra=conn.extra_dejson,
+            )
+        return self._settings
+
+    def get_conn(self) -> httpx.Client:
+        """The hook's HTTP client (one per hook, reused by every call; close with :meth:`close`)."""
+        if self._client is None:
+            settings = self.settings
+            self._client = httpx.Client(
+                base_url=settings.base_url, headers=settings.auth_headers, timeout=settings.timeout
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close the synchronous HTTP client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> KlingHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def _shared(self) -> SharedAsyncClient:
+        async def load() -> ConnectionSettings:
+            conn = await get_async_connection(self.kling_conn_id, hook=self)
+            extra = await get_async_extra_dejson(conn)
+            return settings_from_connection(
+                self.kling_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
+            )
+
+        return await shared_async_client(self.kling_conn_id, load)
+
+    # -- the API ---------------------------------------------------------------------------------------
+
+    def submit(self, model: str, request: KlingRequest | Mapping[str, Any]) -> str:
+        """Validate and submit one generation; return the Kling task id.
+
+        A known model's body is validated first (:func:`~airflow_provider_kling.models.build_request`),
+        so bad input fails before anything is sent. A model this provider does not know yet is sent as
+        given. Retried only on failures that surely created no task; a failure after the request was
+        sent raises :class:`~airflow_provider_kling.exceptions.KlingSubmitUncertainError`.
+        """
+        payload = _payload(model, request)
+        client = self.get_conn()
+        sent_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            for attempt in submit_retrying(max_attempts=self.max_attempts):
+                with attempt:
+                    response = self._send(client, "POST", SUBMIT_PATH.format(model=model), json=payload)
+        except (KlingConnectionError, KlingRateLimitError):
+            raise
+        except KlingTransientError as err:
+            raise submit_uncertain(err, model=model, sent_at=sent_at) from None
+        try:
+            return SubmitResponse.model_validate(response.json()).task_id
+        except ValueError:
+            # The vendor answered 2xx but not with a task id: a task may exist all the same.
+            raise submit_uncertain(
+                KlingError(f"unexpected submit answer: {response.text[:200]!r}"), model=model, sent_at=sent_at
+            ) from None
+
+    def get_task_result(self, kling_task_id: str, *, deadline: float | None = None) -> TaskResult:
+        """Fetch the Task Result of one generation (retried on transient failures).
+
+        :param deadline: Absolute epoch seconds after which retries stop.
+        """
+        client = self.get_conn()
+        for attempt in poll_retrying(max_attempts=self.max_attempts, deadline=deadline):
+            with attempt:
+                response = self._send(
+                    client, "GET", TASK_RESULT_PATH, params={"task_id": kling_task_id}, task=kling_task_id
+                )
+        return _parse_result(response, kling_task_id)
+
+    async def aget_task_result(self, kling_task_id: str, *, deadline: float | None = None) -> TaskResult:
+        """Async :meth:`get_task_result`, for triggers.
+
+        Every hook of one connection in one event loop shares one ``httpx.AsyncClient`` (one connection
+        pool) and one poll-rate limiter (the connection extra's ``max_polls_per_second``). The connection
+        is looked up asynchronously, once per loop, and again after an auth error (a rotated key).
+        """
+        async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
+            with attempt:
+                shared = await self._shared()
+                async with shared.limiter:
+                    response = await self._asend(shared, kling_task_id)
+        return _parse_result(response, kling_task_id)
+
+    def wait_for_task(
+        self,
+        kling_task_id: str,
+        *,
+        poll_interval: float = 10.0,
+        timeout: float = 3600.0,
+        max_poll_interval: float | None = None,
+    ) -> TaskResult:
+        """Block until the generation finishes; return its final Task Result (succeeded or failed).
+
+        For the synchronous path (``deferrable=False``); deferrable operators use
+        :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` instead.
+
+        :raises KlingTimeoutError: not finished within ``timeout`` seconds (the Kling task keeps running).
+        :raises KlingError: an undocumented status (never taken for success).
+        """
+        deadline = time.time() + timeout
+        while True:
+            result = self.get_task_result(kling_task_id, deadline=deadline)
+            self.log.info(describe_progress(kling_task_id, result.task))
+            state = result.task.state
+            if state.is_terminal:
+                return result
+            if state is TaskStatus.UNKNOWN:
+                raise KlingError(
+                    f"undocumented task status {result.task.status!r}", kling_task_id=kling_task_id
+                )
+            delay = next_poll_delay(result.task, poll_interval, max_poll_interval)
+            if time.time() + delay >= deadline:
+                raise KlingTimeoutError(
+                    f"the video was not ready within {timeout:.0f} s (last status {result.task.status}); the "
+                    "Kling task keeps running: wait for it with KlingTaskSensor",
+                    kling_task_id=kling_task_id,
+                )
+            time.sleep(delay)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the base URL and API key with one harmless Task Result call (nothing is billed)."""
+        try:
+            self.get_task_result(_PROBE_TASK_ID)
+        except (KlingNotFoundError, KlingRequestError):
+            pass  # the key was accepted; the made-up task id was not
+        except KlingAuthError as err:
+            return False, f"The API key was refused: {err}"
+        except KlingError as err:
+            return False, str(err)
+        return True, f"Connected to {self.settings.base_url}: the API key is accepted."
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _send(
+        self, client: httpx.Client, method: str, path: str, *, task: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, kling_task_id=task) from None
+        if response.is_error:
+            raise error_from_response(response, kling_task_id=task)
+        return response
+
+    async def _asend(self, shared: SharedAsyncClient, kling_task_id: str) -> httpx.Response:
+        try:
+            response = await shared.client.get(TASK_RESULT_PATH, params={"task_id": kling_task_id})
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, kling_task_id=kling_task_id) from None
+        if response.is_error:
+            error = error_from_response(response, kling_task_id=kling_task_id)
+            if isinstance(error, KlingAuthError):
+                await shared.invalidate()
+            raise error
+        return response
+
+
+def _payload(model: str, request: KlingRequest | Mapping[str, Any]) -> dict[str, Any]:
+    from airflow_provider_kling.exceptions import KlingValidationError
+    from airflow_provider_kling.models import REQUEST_MODELS
+
+    if not MODEL_NAME_PATTERN.fullmatch(model):
+        raise KlingValidationError(
+            f"model={model!r}: must be a Kling endpoint name such as kling-v3.0-std-t2v "
+            "(lower-case letters, digits, dots and dashes)"
+        )
+    if model in REQUEST_MODELS or isinstance(request, KlingRequest):
+        return build_request(model, request).to_payload()
+    return dict(request)
+
+
+def _parse_result(response: httpx.Response, kling_task_id: str) -> TaskResult:
+    try:
+        return TaskResult.model_validate(response.json())
+    except ValueError as err:
+        raise KlingTransientError(
+            f"unreadable Task Result answer: {str(err).splitlines()[0][:200]}", kling_task_id=kling_task_id
+        ) from None

@@ -1,0 +1,460 @@
+"""Operators that submit a Kling v3.0 generation and (by default) wait for it on the triggerer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+
+from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, result_from_event, result_or_raise
+from airflow_provider_kling.exceptions import KlingNotFoundError, KlingValidationError
+from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
+from airflow_provider_kling.models.images import encode_local_image, is_local_image
+from airflow_provider_kling.models.requests import check_resolved_fields
+from airflow_provider_kling.triggers.kling import KlingTaskTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+#: The operator asks Airflow to give up on a deferral this long after the trigger's own deadline, so
+#: the trigger's clearer ``timeout`` event always arrives first.
+DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
+#: Status reported by ``wait_for_completion=False`` (the vendor has not been asked yet).
+SUBMITTED = "SUBMITTED"
+_IMAGE_FIELDS = ("image", "end_image")
+
+
+class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
+    """Submit one Kling generation, push its ``kling_task_id`` to XCom at once, then wait for the video.
+
+    The typed operators below are what most DAGs use; this base also takes any model with a raw
+    ``payload``, including one released after this provider (sent as given, unvalidated).
+
+    **Waiting.** With ``deferrable=True`` (the default) the task defers to
+    :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` and frees its worker slot while the
+    video renders; with ``deferrable=False`` it polls from the worker. ``wait_for_completion=False``
+    returns right after the submit (wait later with
+    :class:`~airflow_provider_kling.sensors.kling.KlingTaskSensor`).
+
+    **No double billing.** With ``durable=True`` (default; Airflow 3.3+) the Kling task id is saved in
+    the task state store right after the submit. A later try of the same task instance (worker crash,
+    timeout, triggerer failure) re-attaches to that generation if it is queued, processing or succeeded,
+    and submits again only if it failed.
+
+    **Return value** (and XCom ``return_value``): ``kling_task_id``, ``model``, ``status``, ``reason``,
+    ``videos`` (``url``, ``ttl``, ``type``), ``seed`` and the vendor timings.
+
+    :param model: Kling endpoint, e.g. ``kling-v3.0-pro-t2v`` (templated).
+    :param payload: Request body (templated). Validated for known models.
+    :param kling_conn_id: The ``kling`` connection (templated).
+    :param deferrable: Wait on the triggerer (default) instead of the worker.
+    :param wait_for_completion: Wait for the video (default) or return after the submit.
+    :param poll_interval: Shortest wait between two polls, seconds.
+    :param max_poll_interval: Longest wait between polls while the video is far from done (default
+        six times ``poll_interval``).
+    :param timeout: How long to wait for the video (``timedelta`` or seconds; default one hour). The
+        Kling task keeps running after a timeout; a retry re-attaches to it.
+    :param durable: Re-attach on retries instead of paying again (Airflow 3.3+).
+
+    Example::
+
+        KlingSubmitOperator(
+            task_id="future_model",
+            model="kling-v3.1-std-t2v",
+            payload={"prompt": "{{ params.prompt }}", "duration": 5},
+        )
+    """
+
+    template_fields: Sequence[str] = ("model", "payload", "kling_conn_id")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
+    ui_color = "#e8f0fe"
+    external_id_key = XCOM_KLING_TASK_ID
+
+    #: Request fields the typed subclasses take as keyword arguments.
+    request_fields: ClassVar[tuple[str, ...]] = ()
+    #: Endpoints a typed subclass accepts (empty: any).
+    allowed_models: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        payload: Mapping[str, Any] | None = None,
+        kling_conn_id: str = KlingHook.default_conn_name,
+        deferrable: bool = True,
+        wait_for_completion: bool = True,
+        poll_interval: float = 10.0,
+        max_poll_interval: float | None = None,
+        timeout: timedelta | float = timedelta(hours=1),
+        durable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(durable=durable, **kwargs)
+        self.model = model
+        self.payload = dict(payload or {})
+        self.kling_conn_id = kling_conn_id
+        self.deferrable = deferrable
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max_poll_interval
+        self.timeout = timeout
+        if self.poll_interval <= 0:
+            raise KlingValidationError(f"poll_interval={poll_interval!r}: must be more than 0 seconds")
+        if self.timeout_seconds <= 0:
+            raise KlingValidationError(f"timeout={timeout!r}: must be more than 0 seconds")
+        self._final_result: TaskResult | None = None
+        self._submitted_id: str | None = None
+        if not self.request_fields:
+            self._check_literal_request()
+
+    # -- the request -----------------------------------------------------------------------------------
+
+    def request_values(self) -> dict[str, Any]:
+        """The request body as given (templates rendered once running), ``None`` fields left out."""
+        values = dict(self.payload)
+        for name in self.request_fields:
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+    def build_request(self) -> KlingRequest | dict[str, Any]:
+        """Validate the (rendered) request: a typed request for known models, the raw dict otherwise.
+
+        Local images (``pathlib.Path``, bytes or ``file://``) are checked and encoded here, so every
+        rule is enforced before anything is sent.
+        """
+        self._check_model(self.model)
+        values = self.request_values()
+        for name in _IMAGE_FIELDS:
+            if is_local_image(values.get(name)):
+                try:
+                    values[name] = encode_local_image(values[name])
+                except ValueError as err:
+                    raise KlingValidationError(f"{name}: {err}") from None
+        if self.model not in REQUEST_MODELS:
+            self.log.warning(
+                "Model %s is unknown to this provider: its payload is sent unvalidated", self.model
+            )
+            return values
+        return build_request(self.model, values)
+
+    def _check_model(self, model: str) -> None:
+        if self.allowed_models and model not in self.allowed_models:
+            raise KlingValidationError(
+                f"model={model!r}: {type(self).__name__} takes one of {', '.join(self.allowed_models)}"
+            )
+
+    def _check_literal_request(self) -> None:
+        """At DAG parse time, reject whatever is already known to be wrong (templated fields wait)."""
+        if _unresolved(self.model):
+            return
+        self._check_model(self.model)
+        if self.model not in REQUEST_MODELS:
+            return
+        values = self.request_values()
+        pending = {name for name, value in values.items() if _unresolved(value) or is_local_image(value)}
+        check_resolved_fields(self.model, values, pending)
+
+    # -- Airflow entry points --------------------------------------------------------------------------
+
+    @cached_property
+    def hook(self) -> KlingHook:
+        """The hook for ``kling_conn_id``."""
+        return KlingHook(self.kling_conn_id)
+
+    @property
+    def timeout_seconds(self) -> float:
+        """``timeout`` in seconds."""
+        return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+
+    def execute(self, context: Context) -> Any:
+        """Validate, then submit (or re-attach to the generation an earlier try submitted) and wait."""
+        self._request = self.build_request()
+        if self.durable and not AIRFLOW_V_3_3_PLUS:
+            self.log.warning(
+                "durable=True needs Airflow 3.3+ (task state store): on this version a retry of this task "
+                "submits (and pays for) a new generation"
+            )
+        return self.execute_resumable(context)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, kling_task_id: str | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired: return the result or raise the reason it failed."""
+        return result_from_event(event, model=self.model, kling_task_id=kling_task_id)
+
+    # -- ResumableJobMixin -----------------------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        """Submit the validated request; push ``kling_task_id`` to XCom before any wait."""
+        kling_task_id = self.hook.submit(self.model, self._request)
+        self._submitted_id = kling_task_id
+        context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+        self.log.info("Submitted %s generation: kling_task_id=%s", self.model, kling_task_id)
+        return kling_task_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """Status of the generation an earlier try submitted (a task the vendor forgot counts as failed)."""
+        try:
+            result = self.hook.get_task_result(str(external_id))
+        except KlingNotFoundError:
+            self.log.warning("Kling task %s from an earlier try is unknown to the vendor", external_id)
+            return "TASK_NOT_FOUND"
+        self._final_result = result if result.task.state.is_terminal else None
+        return result.task.status
+
+    def is_job_active(self, status: str) -> bool:
+        """Queued or processing: re-attach."""
+        return TaskStatus.parse(status).is_in_flight
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """Succeeded: return its result without paying again."""
+        return TaskStatus.parse(status) is TaskStatus.SUCCEED
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Wait for the generation: defer to the trigger, or poll here when not deferrable.
+
+        Returns the result dict: the mixin returns this method's value when it re-attaches.
+        """
+        kling_task_id = str(external_id)
+        if self._submitted_id != kling_task_id:
+            # Re-attached to an earlier try's generation: this try's XCom starts empty.
+            self.log.info("Re-attached to Kling task %s submitted by an earlier try", kling_task_id)
+            context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+        if not self.wait_for_completion:
+            return self._submitted(kling_task_id)
+        if self.deferrable:
+            self.defer(
+                trigger=KlingTaskTrigger(
+                    kling_task_id=kling_task_id,
+                    end_time=time.time() + self.timeout_seconds,
+                    kling_conn_id=self.kling_conn_id,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                ),
+                method_name="execute_complete",
+                kwargs={"kling_task_id": kling_task_id},
+                timeout=timedelta(seconds=self.timeout_seconds) + DEFER_TIMEOUT_MARGIN,
+            )
+        self._final_result = self.hook.wait_for_task(
+            kling_task_id,
+            poll_interval=self.poll_interval,
+            timeout=self.timeout_seconds,
+            max_poll_interval=self.max_poll_interval,
+        )
+        return result_or_raise(self._final_result, model=self.model)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        """The return value: the result summary (or the bare id without ``wait_for_completion``)."""
+        if not self.wait_for_completion:
+            return self._submitted(str(external_id))
+        result = self._final_result or self.hook.get_task_result(str(external_id))
+        return result_or_raise(result, model=self.model)
+
+    def _submitted(self, kling_task_id: str) -> dict[str, Any]:
+        return {"kling_task_id": kling_task_id, "model": self.model, "status": SUBMITTED}
+
+
+class KlingTextToVideoOperator(KlingSubmitOperator):
+    """Generate a video from a text prompt (``kling-v3.0-{std,pro,4k}-t2v``).
+
+    :param prompt: What to show (templated; at most 2500 characters).
+    :param model: ``kling-v3.0-std-t2v`` (default), ``kling-v3.0-pro-t2v`` or ``kling-v3.0-4k-t2v``.
+    :param negative_prompt: What to avoid (templated).
+    :param duration: Seconds, 3 to 15 (vendor default 5).
+    :param aspect_ratio: ``16:9`` (vendor default), ``9:16`` or ``1:1``.
+    :param sound: Generate synchronised audio.
+    :param cfg_scale: 0 to 1: how closely to follow the prompt (vendor default 0.5).
+    :param multi_prompt: Pro only: shots as ``[{"prompt": ..., "duration": ...}]``.
+
+    Every other parameter is :class:`KlingSubmitOperator`'s.
+
+    Example::
+
+        teaser = KlingTextToVideoOperator(
+            task_id="teaser",
+            model="kling-v3.0-4k-t2v",
+            prompt="{{ params.prompt }}",
+            duration=5,
+            aspect_ratio="9:16",
+            sound=True,
+        )
+    """
+
+    request_fields: ClassVar[tuple[str, ...]] = (
+        "prompt",
+        "negative_prompt",
+        "duration",
+        "aspect_ratio",
+        "sound",
+        "cfg_scale",
+        "multi_prompt",
+    )
+    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
+    allowed_models: ClassVar[tuple[str, ...]] = (
+        "kling-v3.0-std-t2v",
+        "kling-v3.0-pro-t2v",
+        "kling-v3.0-4k-t2v",
+    )
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        model: str = "kling-v3.0-std-t2v",
+        negative_prompt: str | None = None,
+        duration: int | str | None = None,
+        aspect_ratio: str | None = None,
+        sound: bool | None = None,
+        cfg_scale: float | str | None = None,
+        multi_prompt: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model, **kwargs)
+        self.prompt = prompt
+        self.negative_prompt = negative_prompt
+        self.duration = duration
+        self.aspect_ratio = aspect_ratio
+        self.sound = sound
+        self.cfg_scale = cfg_scale
+        self.multi_prompt = multi_prompt
+        self._check_literal_request()
+
+
+class KlingImageToVideoOperator(KlingSubmitOperator):
+    """Animate an image (the first frame) into a video (``kling-v3.0-{std,pro,4k}-i2v``).
+
+    :param image: First frame: an http(s) URL (documented), or a local ``pathlib.Path``, ``file://`` URI
+        or bytes (checked here, sent as base64, which the vendor has not confirmed for this endpoint).
+    :param prompt: What happens (templated; at most 2500 characters).
+    :param model: ``kling-v3.0-std-i2v`` (default), ``kling-v3.0-pro-i2v`` or ``kling-v3.0-4k-i2v``.
+    :param end_image: Last frame, same forms as ``image``; not with ``multi_prompt``.
+    :param multi_prompt: Shots as ``[{"prompt": ..., "duration": ...}]``; not with ``end_image``.
+    :param negative_prompt: What to avoid. ``duration``, ``sound``, ``cfg_scale``: as for text to video.
+
+    Example::
+
+        KlingImageToVideoOperator(
+            task_id="animate",
+            image="https://example.com/product.png",
+            prompt="the camera circles the product",
+            multi_prompt=[{"prompt": "close-up", "duration": 3}, {"prompt": "wide shot", "duration": 4}],
+        )
+    """
+
+    request_fields: ClassVar[tuple[str, ...]] = (
+        "image",
+        "prompt",
+        "end_image",
+        "multi_prompt",
+        "negative_prompt",
+        "duration",
+        "sound",
+        "cfg_scale",
+    )
+    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
+    allowed_models: ClassVar[tuple[str, ...]] = (
+        "kling-v3.0-std-i2v",
+        "kling-v3.0-pro-i2v",
+        "kling-v3.0-4k-i2v",
+    )
+
+    def __init__(
+        self,
+        *,
+        image: str | Path | bytes,
+        prompt: str,
+        model: str = "kling-v3.0-std-i2v",
+        end_image: str | Path | bytes | None = None,
+        multi_prompt: list[Any] | None = None,
+        negative_prompt: str | None = None,
+        duration: int | str | None = None,
+        sound: bool | None = None,
+        cfg_scale: float | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model, **kwargs)
+        self.image = image
+        self.prompt = prompt
+        self.end_image = end_image
+        self.multi_prompt = multi_prompt
+        self.negative_prompt = negative_prompt
+        self.duration = duration
+        self.sound = sound
+        self.cfg_scale = cfg_scale
+        self._check_literal_request()
+
+
+class KlingMotionControlOperator(KlingSubmitOperator):
+    """Make the character in ``image`` move like the one in ``video`` (``kling-v3.0-motion-control``).
+
+    :param image: The character: an http(s) URL, base64, or a local ``Path``/``file://``/bytes.
+    :param video: Reference motion: an http(s) URL of an .mp4 or .mov, at most 10 MB, 3 to 30 s.
+    :param model_name: ``kling-v3-0-std`` (vendor default) or ``kling-v3-0-pro``.
+    :param character_orientation: ``image`` or ``video``: whose orientation to keep.
+    :param prompt: Optional guidance; ``negative_prompt`` what to avoid.
+    :param keep_original_sound: Keep the reference video's audio.
+
+    Example::
+
+        KlingMotionControlOperator(
+            task_id="dance",
+            image="https://example.com/mascot.png",
+            video="https://example.com/dance.mp4",
+            character_orientation="video",
+        )
+    """
+
+    request_fields: ClassVar[tuple[str, ...]] = (
+        "image",
+        "video",
+        "model_name",
+        "character_orientation",
+        "prompt",
+        "negative_prompt",
+        "keep_original_sound",
+    )
+    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
+    allowed_models: ClassVar[tuple[str, ...]] = ("kling-v3.0-motion-control",)
+
+    def __init__(
+        self,
+        *,
+        image: str | Path | bytes,
+        video: str,
+        model_name: str | None = None,
+        character_orientation: str | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        keep_original_sound: bool | None = None,
+        model: str = "kling-v3.0-motion-control",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model, **kwargs)
+        self.image = image
+        self.video = video
+        self.model_name = model_name
+        self.character_orientation = character_orientation
+        self.prompt = prompt
+        self.negative_prompt = negative_prompt
+        self.keep_original_sound = keep_original_sound
+        self._check_literal_request()
+
+
+def _unresolved(value: Any) -> bool:
+    """Whether a value is only known once the task runs (a Jinja template, an XCom reference, ...)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_unresolved(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_unresolved(item) for item in value)
+    return not isinstance(value, (int, float, bool, bytes, Path, type(None)))

@@ -1,0 +1,110 @@
+"""KlingTaskSensor: wait for a generation submitted earlier (``wait_for_completion=False``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_kling._completion import result_from_event, result_or_raise
+from airflow_provider_kling.exceptions import KlingError
+from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.models import TaskStatus
+from airflow_provider_kling.operators.kling import DEFER_TIMEOUT_MARGIN
+from airflow_provider_kling.polling import describe_progress
+from airflow_provider_kling.triggers.kling import KlingTaskTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class KlingTaskSensor(BaseSensorOperator):
+    """Wait until a Kling generation finishes; return the same result dict as the operators.
+
+    Deferrable by default: the wait runs on the triggerer. A failed generation fails the sensor with
+    the vendor's reason (a content-policy refusal without retry). ``timeout`` is the sensor's usual
+    timeout in seconds.
+
+    :param kling_task_id: The Kling task id (templated), typically pulled from the submitting task.
+    :param kling_conn_id: The ``kling`` connection (templated).
+    :param deferrable: Wait on the triggerer (default) instead of poking from a worker.
+    :param poll_interval: Seconds between polls (the sensor's ``poke_interval``).
+    :param max_poll_interval: Longest wait between polls while the video is far from done.
+
+    Example::
+
+        wait = KlingTaskSensor(
+            task_id="wait_for_video",
+            kling_task_id="{{ ti.xcom_pull(task_ids='submit', key='kling_task_id') }}",
+        )
+    """
+
+    template_fields: Sequence[str] = ("kling_task_id", "kling_conn_id")
+
+    def __init__(
+        self,
+        *,
+        kling_task_id: str,
+        kling_conn_id: str = KlingHook.default_conn_name,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        max_poll_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.kling_task_id = kling_task_id
+        self.kling_conn_id = kling_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max_poll_interval
+
+    @cached_property
+    def hook(self) -> KlingHook:
+        """The hook for ``kling_conn_id``."""
+        return KlingHook(self.kling_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Check once; if the video is not ready, defer (or poke, when not deferrable)."""
+        if not self.kling_task_id or not str(self.kling_task_id).strip():
+            raise KlingError("kling_task_id is empty: did the submitting task push it to XCom?")
+        if not self.deferrable:
+            return super().execute(context)
+        done = self.poke(context)
+        if isinstance(done, PokeReturnValue):
+            return done.xcom_value
+        timeout = float(self.timeout)
+        self.defer(
+            trigger=KlingTaskTrigger(
+                kling_task_id=self.kling_task_id,
+                end_time=time.time() + timeout,
+                kling_conn_id=self.kling_conn_id,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+            ),
+            method_name="execute_complete",
+            kwargs={"kling_task_id": self.kling_task_id},
+            timeout=timedelta(seconds=timeout) + DEFER_TIMEOUT_MARGIN,
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One poll: not done while queued or processing; the result (or the failure) once finished."""
+        result = self.hook.get_task_result(self.kling_task_id)
+        self.log.info(describe_progress(self.kling_task_id, result.task))
+        if result.task.state.is_in_flight:
+            return False
+        if result.task.state is TaskStatus.UNKNOWN:
+            raise KlingError(
+                f"undocumented task status {result.task.status!r}", kling_task_id=self.kling_task_id
+            )
+        return PokeReturnValue(is_done=True, xcom_value=result_or_raise(result))
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, kling_task_id: str | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired: return the result or raise the reason it failed."""
+        return result_from_event(event, kling_task_id=kling_task_id)

@@ -1,0 +1,624 @@
+"""Boot a real Airflow 3.3 stack in a throwaway ``AIRFLOW_HOME`` and drive it over the REST API.
+
+Used by the end-to-end tests and by ``make demo``. The stack is what a small production install runs:
+``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` as four separate processes sharing one
+environment, the LocalExecutor and SQLite. Each component is started in its own session so that stopping
+it also stops what it forked (LocalExecutor workers, task supervisors, the trigger runner).
+
+Nothing here imports Airflow: the caller talks to the stack over HTTP and reads the log files, so a test
+process stays light and sees Airflow exactly as a user does.
+
+Measured facts this relies on are in ``AIRFLOW_RUNTIME.md`` (shared notes); the ones that matter most:
+``--skip-serve-logs`` (log servers bind fixed ports on all interfaces), one JWT secret for every process,
+``AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1`` (narrows a defer/resume race in 3.3.2), and up to 30 s for
+the triggerer to shut down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DAGS_FOLDER = REPO_ROOT / "example_dags"
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+STOP_GRACE_SECONDS = 30.0
+
+
+class AirflowStackError(RuntimeError):
+    """The stack did not do what was asked in time; the message says what it was doing instead."""
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    """The fields of a task instance the tests look at (the full REST answer is kept in ``raw``)."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(task_id, map_index)``: unique within one DAG run."""
+        return (self.task_id, self.map_index)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a DAG run ended, plus every state each task instance was seen in while polling."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    seconds: float
+    task_instances: list[TaskInstance]
+    states_seen: dict[tuple[str, int], list[str]]
+
+    def ti(self, task_id: str, map_index: int = -1) -> TaskInstance:
+        """The task instance ``task_id`` (``map_index`` for a mapped one)."""
+        for ti in self.task_instances:
+            if ti.key == (task_id, map_index):
+                return ti
+        raise KeyError(f"no task instance {task_id}[{map_index}] in {self.dag_id}/{self.run_id}")
+
+    def seen(self, task_id: str, map_index: int = -1) -> list[str]:
+        """States ``task_id`` was observed in, in order, without repeats."""
+        return self.states_seen.get((task_id, map_index), [])
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AirflowStack:
+    """A real Airflow 3.3 stack (LocalExecutor, SQLite) in a temporary ``AIRFLOW_HOME``.
+
+    Use as a context manager, or call :meth:`boot` and :meth:`stop` yourself::
+
+        with AirflowStack(connections={"kling_default": {...}}) as stack:
+            stack.wait_for_dag("example_kling_text_to_video")
+            run_id = stack.trigger("example_kling_text_to_video", conf={"prompt": "a fox"})
+            result = stack.wait_for_run("example_kling_text_to_video", run_id)
+
+    :param dags_folder: DAGs folder; the repository's ``example_dags/`` by default.
+    :param parallelism: worker slots of the LocalExecutor (``[core] parallelism``); it forks this many
+        workers up front, so keep it small on a small machine.
+    :param connections: ``conn_id -> dict or URI``, exported as ``AIRFLOW_CONN_<CONN_ID>`` to every
+        process (dicts as JSON).
+    :param env: extra environment for every component (``AIRFLOW__SECTION__KEY`` overrides win over the
+        defaults set here).
+    :param home: use this directory as ``AIRFLOW_HOME`` instead of a fresh temporary one (it is then
+        not deleted by :meth:`cleanup`).
+    :param python: interpreter that has Airflow and the provider installed; this one by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        dags_folder: Path | str | None = None,
+        parallelism: int = 2,
+        connections: Mapping[str, Mapping[str, Any] | str] | None = None,
+        env: Mapping[str, str] | None = None,
+        home: Path | str | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.dags_folder = Path(dags_folder or DEFAULT_DAGS_FOLDER).resolve()
+        self.parallelism = parallelism
+        self.python = python
+        self._owns_home = home is None
+        self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="kling-e2e-airflow-"))
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = self._build_env(connections or {}, env or {})
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._starts: dict[str, int] = {}
+        self._all_pids: set[int] = set()  # every session leader ever started, for the final sweep
+        self._killed: set[str] = set()
+        self._api = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=15.0)
+        self._memory = _MemoryWatcher(self._all_pids)
+        self.boot_seconds: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> AirflowStack:
+        try:
+            self.boot()
+        except BaseException:
+            self.stop()
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self.cleanup()
+
+    def boot(self, timeout: float = 180.0) -> float:
+        """Migrate the database, start every component and wait until all report healthy.
+
+        :return: seconds from nothing to a healthy stack (also kept in ``boot_seconds``).
+        """
+        started = time.monotonic()
+        self.migrate()
+        for component in COMPONENTS:
+            self.start(component)
+        self._memory.start()
+        self.wait_healthy(timeout=timeout - (time.monotonic() - started))
+        self.boot_seconds = time.monotonic() - started
+        return self.boot_seconds
+
+    def migrate(self) -> None:
+        """Create the SQLite metadata database (``airflow db migrate``)."""
+        log = self.home / "db-migrate.log"
+        with log.open("wb") as out:
+            done = subprocess.run(
+                self._airflow("db", "migrate"),
+                env=self.env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise AirflowStackError(f"airflow db migrate failed ({done.returncode}):\n{_tail(log)}")
+
+    def start(self, component: str) -> subprocess.Popen[bytes]:
+        """Start one component (again, e.g. a new triggerer after :meth:`kill`), logging to a file.
+
+        The first start logs to ``<home>/<component>.log``, later ones to ``<component>.<n>.log``.
+        """
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+        running = self.procs.get(component)
+        if running is not None and running.poll() is None:
+            raise AirflowStackError(f"{component} is already running (pid {running.pid})")
+        n = self._starts.get(component, 0) + 1
+        self._starts[component] = n
+        log = self.log_path(component, n)
+        with log.open("ab") as out:
+            # A new session per component: killing its process group also kills what it forked.
+            proc = subprocess.Popen(
+                self._airflow(*self._command(component)),
+                env=self.env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs[component] = proc
+        self._all_pids.add(proc.pid)
+        self._killed.discard(component)
+        return proc
+
+    def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a component and everything it forked (its whole process group)."""
+        proc = self.procs[component]
+        self._killed.add(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            proc.wait(timeout=STOP_GRACE_SECONDS)
+
+    def stop(self) -> None:
+        """Stop every process this stack started: SIGTERM, up to 30 s of grace, then SIGKILL.
+
+        Safe to call twice. Also sweeps processes that left a component's process group but stayed in
+        its session (nothing may outlive the stack).
+        """
+        self._memory.stop()
+        live = [p for p in self.procs.values() if p.poll() is None]
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in live:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for leader in self._all_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leader, signal.SIGKILL)
+        for pid in _pids_in_sessions(self._all_pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._api.close()
+
+    def cleanup(self) -> None:
+        """Delete the temporary ``AIRFLOW_HOME`` (only if this stack created it)."""
+        if self._owns_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def archive(self, dest: Path | str) -> Path:
+        """Copy the whole ``AIRFLOW_HOME`` (logs, database, config) to ``dest`` for a post-mortem."""
+        dest = Path(dest)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(self.home, dest, ignore=shutil.ignore_patterns("*.sock"), dirs_exist_ok=True)
+        return dest
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        """Highest total PSS of all stack processes seen so far (sampled once a second)."""
+        return self._memory.peak
+
+    def memory_bytes(self) -> int:
+        """Total PSS (proportional set size) of every process of the stack right now."""
+        return _pss_bytes(_pids_in_sessions(self._all_pids))
+
+    # ------------------------------------------------------------------ REST
+
+    def wait_healthy(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the metadata DB, scheduler, triggerer and dag-processor all report healthy."""
+        last: Any = None
+
+        def healthy() -> bool:
+            nonlocal last
+            try:
+                last = self._api.get("/monitor/health").json()
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+                return False
+            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            return all((last.get(p) or {}).get("status") == "healthy" for p in parts)
+
+        self._wait(healthy, timeout, lambda: f"stack not healthy: {last}")
+        return dict(last)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 90.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id`` and it can be triggered."""
+        found: dict[str, Any] = {}
+
+        def parsed() -> bool:
+            response = self._api.get(f"/dags/{dag_id}")
+            if response.status_code == 200:
+                found.update(response.json())
+                return True
+            return False
+
+        self._wait(parsed, timeout, lambda: f"DAG {dag_id} not parsed; import errors: {self.import_errors()}")
+        return found
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """Import errors the dag-processor recorded (``filename``, ``stack_trace``)."""
+        return list(self._get("/importErrors", params={"limit": 100})["import_errors"])
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause ``dag_id`` (needed unless ``DAGS_ARE_PAUSED_AT_CREATION`` is off, as it is here)."""
+        self._check(self._api.patch(f"/dags/{dag_id}", json={"is_paused": False}))
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Unpause ``dag_id`` and start a manual run with ``conf``; returns the run id."""
+        self.unpause(dag_id)
+        body = {"logical_date": None, "conf": dict(conf or {})}
+        response = self._check(self._api.post(f"/dags/{dag_id}/dagRuns", json=body))
+        return str(response.json()["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        """Current state of a DAG run (``queued``, ``running``, ``success``, ``failed``)."""
+        return str(self._get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 300.0, poll_interval: float = 1.0
+    ) -> RunResult:
+        """Poll until the run is finished, recording each task instance's state transitions.
+
+        The recorded states are how tests see a task pass through ``deferred``: keep generations longer
+        than a few poll intervals.
+        """
+        started = time.monotonic()
+        seen: dict[tuple[str, int], list[str]] = {}
+        state = ""
+
+        def finished() -> bool:
+            nonlocal state
+            for ti in self.task_instances(dag_id, run_id):
+                history = seen.setdefault(ti.key, [])
+                if ti.state and (not history or history[-1] != ti.state):
+                    history.append(ti.state)
+            state = self.run_state(dag_id, run_id)
+            return state in TERMINAL_RUN_STATES
+
+        self._wait(
+            finished,
+            timeout,
+            lambda: f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f}s; task states: {seen}",
+            poll_interval=poll_interval,
+        )
+        return RunResult(
+            dag_id=dag_id,
+            run_id=run_id,
+            state=state,
+            seconds=time.monotonic() - started,
+            task_instances=self.task_instances(dag_id, run_id),
+            states_seen=seen,
+        )
+
+    def run(self, dag_id: str, conf: Mapping[str, Any] | None = None, timeout: float = 300.0) -> RunResult:
+        """Wait for ``dag_id`` to be parsed, trigger it with ``conf`` and wait for the run to finish."""
+        self.wait_for_dag(dag_id)
+        return self.wait_for_run(dag_id, self.trigger(dag_id, conf), timeout=timeout)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
+        """Every task instance of a run, mapped ones included (one per ``map_index``)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(items), "order_by": "id"},
+            )
+            items.extend(page["task_instances"])
+            if not page["task_instances"] or len(items) >= page["total_entries"]:
+                break
+        return [_task_instance(item) for item in items]
+
+    def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of a task instance (task instance history), oldest first."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        path += f"/{map_index}/tries" if map_index >= 0 else "/tries"
+        return list(self._get(path)["task_instances"])
+
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    ) -> Any:
+        """The value of one XCom, decoded to plain JSON types."""
+        value = self._get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"map_index": map_index},
+        )["value"]
+        # The API hands back what is stored: a JSON document as text. Decode it so tests compare values.
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+        return value
+
+    # ------------------------------------------------------------------ logs
+
+    def log_path(self, component: str, start: int = 1) -> Path:
+        """The stdout/stderr log file of the ``start``-th start of ``component``."""
+        return self.home / (f"{component}.log" if start == 1 else f"{component}.{start}.log")
+
+    def task_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Path:
+        """Where Airflow writes the logs of one task instance (default ``log_filename_template``)."""
+        path = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return path / f"map_index={map_index}" if map_index >= 0 else path
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> list[dict[str, Any]]:
+        """The task's own log for one try, as a list of structured events (JSON lines)."""
+        path = self.task_log_dir(dag_id, run_id, task_id, map_index) / f"attempt={try_number}.log"
+        return read_log_events(path)
+
+    def trigger_log_files(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> list[Path]:
+        """Logs written by the triggerer for this task (``attempt=N.log.trigger.<job id>.log``).
+
+        One file per triggerer job that ran the trigger: two after a triggerer was replaced mid-wait.
+        """
+        folder = self.task_log_dir(dag_id, run_id, task_id, map_index)
+        return sorted(folder.glob(f"attempt={try_number}.log.trigger.*.log"))
+
+    def trigger_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> list[dict[str, Any]]:
+        """Every event the triggerer logged for this task, across all triggerer jobs."""
+        events: list[dict[str, Any]] = []
+        for path in self.trigger_log_files(dag_id, run_id, task_id, map_index, try_number):
+            events.extend(read_log_events(path))
+        return events
+
+    # ------------------------------------------------------------------ internals
+
+    def _build_env(
+        self, connections: Mapping[str, Mapping[str, Any] | str], extra: Mapping[str, str]
+    ) -> dict[str, str]:
+        # Inherit PATH, locale and the like, but no Airflow settings: the test process sets its own
+        # (e.g. _AIRFLOW_SKIP_DB_TESTS for unit tests), and they must not leak into the stack.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                # Every process signs and checks task tokens: they must share one secret.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+                # Narrows the 3.3.2 defer/resume race (apache/airflow#71580, #72716).
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # The DAG files do not change while the stack runs; re-parsing them every 30 s would
+                # only compete with the tasks for the two cores.
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for conn_id, conn in connections.items():
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = conn if isinstance(conn, str) else json.dumps(conn)
+        env.update(extra)
+        return env
+
+    def _command(self, component: str) -> list[str]:
+        if component == "api-server":
+            return ["api-server", "--host", "127.0.0.1", "--port", str(self.port)]
+        if component in ("scheduler", "triggerer"):
+            # Their log servers bind fixed ports on all interfaces: two stacks at once would collide.
+            return [component, "--skip-serve-logs"]
+        return [component]
+
+    def _airflow(self, *args: str) -> list[str]:
+        return [self.python, "-m", "airflow", *args]
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._check(self._api.get(path, params=params)).json()
+
+    @staticmethod
+    def _check(response: httpx.Response) -> httpx.Response:
+        if response.is_error:
+            raise AirflowStackError(
+                f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
+            )
+        return response
+
+    def _assert_running(self) -> None:
+        for component, proc in self.procs.items():
+            # A component the caller killed on purpose is not a failure of the stack.
+            if proc.poll() is not None and component not in self._killed:
+                raise AirflowStackError(
+                    f"{component} exited with {proc.returncode}:\n"
+                    f"{_tail(self.log_path(component, self._starts[component]))}"
+                )
+
+    def _wait(
+        self,
+        condition: Callable[[], bool],
+        timeout: float,
+        describe: Callable[[], str],
+        poll_interval: float = 0.5,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._assert_running()
+            try:
+                if condition():
+                    return
+            except httpx.TransportError:
+                pass  # the API server is still starting or restarting
+            if time.monotonic() >= deadline:
+                raise AirflowStackError(describe())
+            time.sleep(poll_interval)
+
+
+def read_log_events(path: Path) -> list[dict[str, Any]]:
+    """Parse an Airflow 3 log file (one JSON object per line; plain lines become ``{"event": line}``)."""
+    if not path.exists():
+        return []
+    events: list[dict[str, Any]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = {"event": line}
+        events.append(event if isinstance(event, dict) else {"event": str(event)})
+    return events
+
+
+def log_text(events: list[dict[str, Any]]) -> str:
+    """Events as readable lines (``level event key=value ...``), for assertions and failure messages."""
+    lines = []
+    for event in events:
+        rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "level", "timestamp"))
+        lines.append(f"{event.get('level', '')} {event.get('event', '')} {rest}".strip())
+    return "\n".join(lines)
+
+
+def _task_instance(item: Mapping[str, Any]) -> TaskInstance:
+    return TaskInstance(
+        task_id=str(item["task_id"]),
+        map_index=int(item.get("map_index", -1)),
+        state=item.get("state"),
+        try_number=int(item.get("try_number") or 0),
+        raw=item,
+    )
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def _pids_in_sessions(leaders: set[int]) -> list[int]:
+    """Live processes whose session id is one of ``leaders`` (children of our components)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: state ppid pgrp session ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) in leaders and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _pss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total
+
+
+class _MemoryWatcher:
+    """Samples the stack's total PSS once a second in a daemon thread and keeps the peak."""
+
+    def __init__(self, leaders: set[int]) -> None:
+        self._leaders = leaders
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.peak = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="stack-memory", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.peak = max(self.peak, _pss_bytes(_pids_in_sessions(set(self._leaders))))
