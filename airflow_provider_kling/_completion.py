@@ -6,10 +6,13 @@ deferrable, re-attached after a retry).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from airflow_provider_kling.assets import emit_video_asset_events
+from airflow_provider_kling.delivery import deliver_videos
 from airflow_provider_kling.exceptions import (
     KlingContentPolicyError,
     KlingError,
@@ -17,14 +20,23 @@ from airflow_provider_kling.exceptions import (
     KlingTimeoutError,
     is_content_policy_reason,
 )
+from airflow_provider_kling.links import XCOM_VIDEO_URL
 from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
 
 #: XCom key of the Kling task id, pushed as soon as a submit returns.
 XCOM_KLING_TASK_ID = "kling_task_id"
 
 
 def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str, Any]:
-    """Return the result summary of a succeeded generation; raise for anything else.
+    """Return the result summary of a succeeded generation; raise for anything else."""
+    return succeeded_result(result).summary(model=model)
+
+
+def succeeded_result(result: TaskResult) -> TaskResult:
+    """Return ``result`` if the generation succeeded with a video; raise the reason otherwise.
 
     A content-policy refusal raises :class:`KlingContentPolicyError`, which Airflow does not retry:
     a retry would pay for the same refusal.
@@ -34,7 +46,7 @@ def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str
     if state is TaskStatus.SUCCEED:
         if not result.videos:
             raise KlingError("the generation succeeded but returned no video", kling_task_id=task.task_id)
-        return result.summary(model=model)
+        return result
     if state is TaskStatus.FAILED:
         reason = task.reason or "no reason given by the vendor"
         if is_content_policy_reason(reason):
@@ -43,9 +55,7 @@ def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str
                 reason=reason,
                 kling_task_id=task.task_id,
             )
-        raise KlingTaskFailedError(
-            f"Kling generation failed: {reason}", reason=reason, kling_task_id=task.task_id
-        )
+        raise KlingTaskFailedError(f"Kling generation failed: {reason}", reason=reason, kling_task_id=task.task_id)
     raise KlingError(
         f"the generation is not finished or has an undocumented status {task.status!r}",
         kling_task_id=task.task_id,
@@ -55,7 +65,14 @@ def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str
 def result_from_event(
     event: dict[str, Any] | None, *, model: str | None = None, kling_task_id: str | None = None
 ) -> dict[str, Any]:
-    """Check a :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` event strictly and finish.
+    """The result summary carried by a trigger event (see :func:`event_result`)."""
+    return event_result(event, kling_task_id=kling_task_id).summary(model=model)
+
+
+def event_result(event: dict[str, Any] | None, *, kling_task_id: str | None = None) -> TaskResult:
+    """Check a :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` event strictly.
+
+    Returns the succeeded Task Result; raises the failure, timeout or error the event reports.
 
     A malformed event, an event for another task, or a ``success`` without a succeeded result is an
     error, never a success.
@@ -63,9 +80,7 @@ def result_from_event(
     try:
         parsed = TaskEvent.model_validate(event)
     except ValidationError as err:
-        raise KlingError(
-            f"malformed trigger event {str(event)[:200]!r}: {err.error_count()} problem(s)"
-        ) from None
+        raise KlingError(f"malformed trigger event {str(event)[:200]!r}: {err.error_count()} problem(s)") from None
     if kling_task_id and parsed.kling_task_id != kling_task_id:
         raise KlingError(
             f"trigger event is for task {parsed.kling_task_id!r}, expected {kling_task_id!r}",
@@ -74,7 +89,7 @@ def result_from_event(
     if parsed.status in ("success", "failed"):
         if parsed.result is None:
             raise KlingError(f"{parsed.status} event without a result", kling_task_id=parsed.kling_task_id)
-        return result_or_raise(parsed.result, model=model)
+        return succeeded_result(parsed.result)
     if parsed.status == "timeout":
         raise KlingTimeoutError(
             f"{parsed.message}; the Kling task keeps running. A retry of this task re-attaches to it "
@@ -82,3 +97,39 @@ def result_from_event(
             kling_task_id=parsed.kling_task_id,
         )
     raise KlingError(parsed.message, kling_task_id=parsed.kling_task_id)
+
+
+def complete(
+    context: Context,
+    result: TaskResult,
+    *,
+    model: str | None,
+    output_path: str | None,
+    request: Mapping[str, Any] | None,
+    refresh: Callable[[], TaskResult],
+    outlets: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """Finish a generation: raise if it failed, else store the videos (when asked) and describe them.
+
+    With ``output_path`` every video is copied to storage with a sidecar (see
+    :mod:`airflow_provider_kling.delivery`), the summary gains ``stored``, and the task's outlets get
+    asset events. The ``kling_video_url`` XCom (read by the "Kling video" extra link) points at the
+    stored copy when it is web-reachable, else at the vendor's signed URL.
+    """
+    result = succeeded_result(result)
+    summary = result.summary(model=model)
+    link = result.videos[0].video_url
+    if output_path:
+        ti = context.get("ti")
+        facts = {name: getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
+        stored = deliver_videos(
+            result, output_path, refresh=refresh, model=model, request=request, context_facts={"airflow": facts}
+        )
+        summary["stored"] = [video.model_dump(mode="json") for video in stored]
+        emit_video_asset_events(context, outlets, stored)
+        if stored[0].uri.startswith(("http://", "https://")):
+            link = stored[0].uri
+    ti = context.get("ti")
+    if ti is not None:
+        ti.xcom_push(key=XCOM_VIDEO_URL, value=link)
+    return summary

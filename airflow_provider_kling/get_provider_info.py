@@ -45,5 +45,5 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": CONNECTION_UI_BEHAVIOUR,
             }
         ],
-        "extra-links": [],
+        "extra-links": ["airflow_provider_kling.links.KlingVideoLink"],
     }

@@ -44,6 +44,10 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 STOP_GRACE_SECONDS = 30.0
 
 
+#: What the ``airflow_stack_factory`` fixture hands a test: keyword arguments of :class:`AirflowStack`.
+StackFactory = Callable[..., "AirflowStack"]
+
+
 class AirflowStackError(RuntimeError):
     """The stack did not do what was asked in time; the message says what it was doing instead."""
 
@@ -255,6 +259,8 @@ class AirflowStack:
         for proc in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        # All dead: forget the ids, so a second stop() cannot signal a process that reused one.
+        self._all_pids.clear()
         self._api.close()
 
     def cleanup(self) -> None:
@@ -277,7 +283,11 @@ class AirflowStack:
 
     def memory_bytes(self) -> int:
         """Total PSS (proportional set size) of every process of the stack right now."""
-        return _pss_bytes(_pids_in_sessions(self._all_pids))
+        return _pss_bytes(self.pids())
+
+    def pids(self) -> list[int]:
+        """Every live process of the stack: the components and everything they forked."""
+        return _pids_in_sessions(self._all_pids)
 
     # ------------------------------------------------------------------ REST
 
@@ -331,9 +341,7 @@ class AirflowStack:
         """Current state of a DAG run (``queued``, ``running``, ``success``, ``failed``)."""
         return str(self._get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
-    def wait_for_run(
-        self, dag_id: str, run_id: str, timeout: float = 300.0, poll_interval: float = 1.0
-    ) -> RunResult:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, poll_interval: float = 1.0) -> RunResult:
         """Poll until the run is finished, recording each task instance's state transitions.
 
         The recorded states are how tests see a task pass through ``deferred``: keep generations longer
@@ -391,9 +399,7 @@ class AirflowStack:
         path += f"/{map_index}/tries" if map_index >= 0 else "/tries"
         return list(self._get(path)["task_instances"])
 
-    def xcom(
-        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
-    ) -> Any:
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """The value of one XCom, decoded to plain JSON types."""
         value = self._get(
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
@@ -570,6 +576,15 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return f"(no log at {path})"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _pids_in_sessions(leaders: set[int]) -> list[int]:

@@ -89,7 +89,7 @@ def _policy(
     return {
         "retry": retry_if_exception_type(retryable),
         "wait": wait_retry_after(
-            wait_exponential_jitter(initial=initial_wait, max=max_wait, jitter=initial_wait)
+            wait_exponential_jitter(multiplier=initial_wait, max=max_wait, jitter=initial_wait)
         ),
         "stop": stop_on_budget_or_deadline(max_attempts, deadline),
         "before_sleep": _log_before_sleep,

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
-from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, result_from_event, result_or_raise
+from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
+from airflow_provider_kling.delivery import normalise_output_path
 from airflow_provider_kling.exceptions import KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.links import KlingVideoLink
 from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
 from airflow_provider_kling.models.images import encode_local_image, is_local_image
 from airflow_provider_kling.models.requests import check_resolved_fields
@@ -62,6 +64,10 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
     :param timeout: How long to wait for the video (``timedelta`` or seconds; default one hour). The
         Kling task keeps running after a timeout; a retry re-attaches to it.
     :param durable: Re-attach on retries instead of paying again (Airflow 3.3+).
+    :param output_path: Copy the video here once it is ready (templated ``ObjectStoragePath`` URI such as
+        ``file:///data/{{ ds }}/{{ ti.map_index }}.mp4`` or ``s3://bucket/videos/``; a trailing ``/``
+        names a folder). A JSON sidecar is written beside it, the return value gains ``stored``, and
+        the task's ``outlets`` get asset events. See docs/delivery.md.
 
     Example::
 
@@ -72,8 +78,9 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("model", "payload", "kling_conn_id")
+    template_fields: Sequence[str] = ("model", "payload", "kling_conn_id", "output_path")
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
+    operator_extra_links = (KlingVideoLink(),)
     ui_color = "#e8f0fe"
     external_id_key = XCOM_KLING_TASK_ID
 
@@ -94,9 +101,13 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         max_poll_interval: float | None = None,
         timeout: timedelta | float = timedelta(hours=1),
         durable: bool = True,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(durable=durable, **kwargs)
+        self.output_path = output_path
+        if output_path is not None and not _unresolved(output_path):
+            normalise_output_path(output_path)
         self.model = model
         self.payload = dict(payload or {})
         self.kling_conn_id = kling_conn_id
@@ -110,6 +121,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         if self.timeout_seconds <= 0:
             raise KlingValidationError(f"timeout={timeout!r}: must be more than 0 seconds")
         self._final_result: TaskResult | None = None
+        self._summary: dict[str, Any] | None = None
         self._submitted_id: str | None = None
         if not self.request_fields:
             self._check_literal_request()
@@ -140,9 +152,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
                 except ValueError as err:
                     raise KlingValidationError(f"{name}: {err}") from None
         if self.model not in REQUEST_MODELS:
-            self.log.warning(
-                "Model %s is unknown to this provider: its payload is sent unvalidated", self.model
-            )
+            self.log.warning("Model %s is unknown to this provider: its payload is sent unvalidated", self.model)
             return values
         return build_request(self.model, values)
 
@@ -188,8 +198,8 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, kling_task_id: str | None = None
     ) -> dict[str, Any]:
-        """Resume after the trigger fired: return the result or raise the reason it failed."""
-        return result_from_event(event, model=self.model, kling_task_id=kling_task_id)
+        """Resume after the trigger fired: return the result (stored, if asked) or raise why it failed."""
+        return self._complete(context, event_result(event, kling_task_id=kling_task_id))
 
     # -- ResumableJobMixin -----------------------------------------------------------------------------
 
@@ -250,14 +260,28 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
             timeout=self.timeout_seconds,
             max_poll_interval=self.max_poll_interval,
         )
-        return result_or_raise(self._final_result, model=self.model)
+        return self._complete(context, self._final_result)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         """The return value: the result summary (or the bare id without ``wait_for_completion``)."""
         if not self.wait_for_completion:
             return self._submitted(str(external_id))
-        result = self._final_result or self.hook.get_task_result(str(external_id))
-        return result_or_raise(result, model=self.model)
+        if self._summary is not None:  # already completed by poll_until_complete
+            return self._summary
+        return self._complete(context, self._final_result or self.hook.get_task_result(str(external_id)))
+
+    def _complete(self, context: Context, result: TaskResult) -> dict[str, Any]:
+        kling_task_id = result.task.task_id
+        self._summary = complete(
+            context,
+            result,
+            model=self.model,
+            output_path=self.output_path,
+            request=self.request_values(),
+            refresh=lambda: self.hook.get_task_result(kling_task_id),
+            outlets=self.outlets,
+        )
+        return self._summary
 
     def _submitted(self, kling_task_id: str) -> dict[str, Any]:
         return {"kling_task_id": kling_task_id, "model": self.model, "status": SUBMITTED}

@@ -15,7 +15,7 @@ from typing import Literal, get_args, get_origin
 from pydantic import ValidationError
 
 from airflow_provider_kling import __version__
-from airflow_provider_kling.sandbox.settings import ENV_PREFIX, SandboxSettings
+from airflow_provider_kling.sandbox.settings import ENV_PREFIX, RUNTIME_FIELDS, SandboxSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,21 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Every flag is also an environment variable: --rate-429 is {ENV_PREFIX}RATE_429.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    for name, field in SandboxSettings.model_fields.items():
+    server = parser.add_argument_group("server (fixed while running)")
+    scenario = parser.add_argument_group("scenario (also changeable at runtime: POST /sandbox/config)")
+    names = sorted(SandboxSettings.model_fields, key=lambda name: name in RUNTIME_FIELDS)
+    for name in names:
+        field = SandboxSettings.model_fields[name]
+        group = scenario if name in RUNTIME_FIELDS else server
         flag = "--" + name.replace("_", "-")
         default = "unset" if field.default is None else field.default
         help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}; default {default})"
         # SUPPRESS keeps unset flags out of the namespace, so the environment is not overridden.
         if field.annotation is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
-            )
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif get_origin(field.annotation) is Literal:
-            parser.add_argument(
-                flag, choices=get_args(field.annotation), default=argparse.SUPPRESS, help=help_text
-            )
+            group.add_argument(flag, choices=get_args(field.annotation), default=argparse.SUPPRESS, help=help_text)
         else:
-            parser.add_argument(flag, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(flag, metavar=name.upper(), default=argparse.SUPPRESS, help=help_text)
     return parser
 
 
@@ -64,9 +65,7 @@ def serve(settings: SandboxSettings) -> None:
 
     from airflow_provider_kling.sandbox.app import create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     state = settings.state_file or "memory only"
     logging.getLogger("kling.sandbox").info(
         "Kling sandbox %s on http://%s:%s (state: %s)", __version__, settings.host, settings.port, state

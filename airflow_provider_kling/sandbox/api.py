@@ -88,9 +88,7 @@ async def submit(model: str, request: Request) -> Response:
     except ValueError:
         return done(error_response(400, "INVALID_REQUEST_BODY", "request body is not valid JSON"), note=note)
     if not isinstance(body, dict):
-        return done(
-            error_response(400, "INVALID_REQUEST_BODY", "request body must be a JSON object"), note=note
-        )
+        return done(error_response(400, "INVALID_REQUEST_BODY", "request body must be a JSON object"), note=note)
     try:
         validated = request_model.model_validate(body)
     except ValidationError as err:
@@ -99,9 +97,7 @@ async def submit(model: str, request: Request) -> Response:
     now = sandbox.clock()
     task_id = str(uuid.uuid4())
     try:
-        task = sandbox.planner.plan(
-            task_id=task_id, model=model, request=validated, scenario=sandbox.scenario, now=now
-        )
+        task = sandbox.planner.plan(task_id=task_id, model=model, request=validated, scenario=sandbox.scenario, now=now)
     except MarkerError as err:
         return done(error_response(400, "INVALID_REQUEST_BODY", str(err)), note=note)
     limit = sandbox.scenario.max_in_flight

@@ -69,8 +69,7 @@ async def post_config(request: Request) -> Response:
         return error_response(400, "INVALID_REQUEST_BODY", str(err))
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(map(str, item['loc'])) or 'config'}: {item['msg']}"
-            for item in err.errors(include_url=False)
+            f"{'.'.join(map(str, item['loc'])) or 'config'}: {item['msg']}" for item in err.errors(include_url=False)
         )
         return error_response(400, "INVALID_REQUEST_BODY", problems)
     return json_response(scenario.model_dump())
@@ -89,9 +88,7 @@ async def get_journal(request: Request) -> Response:
     kind = params.get("kind")
     if kind is not None and kind not in JOURNAL_KINDS:
         return error_response(400, "INVALID_REQUEST_BODY", f"kind must be one of {', '.join(JOURNAL_KINDS)}")
-    entries = _sandbox(request).store.journal(
-        task_id=params.get("task_id"), method=params.get("method"), kind=kind
-    )
+    entries = _sandbox(request).store.journal(task_id=params.get("task_id"), method=params.get("method"), kind=kind)
     return json_response([entry.as_dict() for entry in entries])
 
 
@@ -148,9 +145,7 @@ async def media(name: str, request: Request) -> Response:
     if not name.endswith(".mp4") or refusal == "missing":
         response = s3_error_response(403, "AccessDenied", "Query-string authentication requires a signature")
     elif refusal == "signature":
-        response = s3_error_response(
-            403, "SignatureDoesNotMatch", "The request signature we calculated does not match"
-        )
+        response = s3_error_response(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
     elif refusal == "expired":
         response = s3_error_response(403, "AccessDenied", "Request has expired")
     elif task is None or status_at(task, now)[0] is not TaskStatus.SUCCEED:

@@ -161,9 +161,7 @@ class SandboxProcess:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise SandboxStartError(
-                    f"sandbox exited with code {self._process.returncode}:\n{self.log_tail()}"
-                )
+                raise SandboxStartError(f"sandbox exited with code {self._process.returncode}:\n{self.log_tail()}")
             try:
                 answer = httpx.get(f"{self.url}/sandbox/health", timeout=1.0)
             except httpx.TransportError:
@@ -175,8 +173,7 @@ class SandboxProcess:
             time.sleep(0.05)
         self.stop()
         raise SandboxStartError(
-            f"sandbox did not answer {self.url}/sandbox/health within {self.startup_timeout:g}s:\n"
-            f"{self.log_tail()}"
+            f"sandbox did not answer {self.url}/sandbox/health within {self.startup_timeout:g}s:\n{self.log_tail()}"
         )
 
     def stop(self) -> int | None:

@@ -37,8 +37,5 @@ def html_502_response() -> Response:
 
 def s3_error_response(status: int, code: str, message: str) -> Response:
     """An object-store style XML error, as a pre-signed URL answers when it is refused."""
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
+    xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
     return Response(xml, status_code=status, media_type="application/xml")

@@ -107,9 +107,7 @@ class TaskPlanner:
     def __init__(self, seed: int | None) -> None:
         self._rng = random.Random(None if seed is None else f"tasks:{seed}")
 
-    def plan(
-        self, *, task_id: str, model: str, request: KlingRequest, scenario: Scenario, now: float
-    ) -> TaskRecord:
+    def plan(self, *, task_id: str, model: str, request: KlingRequest, scenario: Scenario, now: float) -> TaskRecord:
         """The full life of a task submitted at ``now``; raises :class:`MarkerError` on a bad marker."""
         markers = parse_markers(prompts_of(request))
         total = scenario.generation_seconds if markers.seconds is None else markers.seconds

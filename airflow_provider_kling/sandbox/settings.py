@@ -35,21 +35,15 @@ class Scenario(BaseModel):
     )
     fail_rate: float = Field(default=0.0, ge=0, le=1, description="Probability that a new task ends FAILED.")
     url_ttl: int = Field(default=3600, ge=0, description="Seconds a signed video URL stays valid.")
-    rate_429: float = Field(
-        default=0.0, ge=0, le=1, description="Chaos: share answered 429 with Retry-After: 1."
-    )
+    rate_429: float = Field(default=0.0, ge=0, le=1, description="Chaos: share answered 429 with Retry-After: 1.")
     rate_429_no_retry_after: float = Field(
         default=0.0, ge=0, le=1, description="Chaos: share answered 429 without a Retry-After header."
     )
-    rate_500: float = Field(
-        default=0.0, ge=0, le=1, description="Chaos: share answered 500 (JSON error body)."
-    )
+    rate_500: float = Field(default=0.0, ge=0, le=1, description="Chaos: share answered 500 (JSON error body).")
     rate_502_html: float = Field(
         default=0.0, ge=0, le=1, description="Chaos: share answered 502 with an nginx-style HTML page."
     )
-    rate_slow: float = Field(
-        default=0.0, ge=0, le=1, description="Chaos: share answered only after --slow-seconds."
-    )
+    rate_slow: float = Field(default=0.0, ge=0, le=1, description="Chaos: share answered only after --slow-seconds.")
     slow_seconds: float = Field(default=5.0, ge=0, description="Delay of a slow chaos answer, seconds.")
     chaos_scope: ChaosScope = Field(
         default="poll", description="Which calls chaos applies to: poll (task-result), submit or all."
@@ -71,8 +65,7 @@ class Scenario(BaseModel):
         total = self.rate_429 + self.rate_429_no_retry_after + self.rate_500 + self.rate_502_html
         if total > 1.0 + 1e-9:
             raise ValueError(
-                f"rate_429 + rate_429_no_retry_after + rate_500 + rate_502_html is {total:g}: "
-                "must be at most 1"
+                f"rate_429 + rate_429_no_retry_after + rate_500 + rate_502_html is {total:g}: must be at most 1"
             )
         return self
 

@@ -63,9 +63,7 @@ class Sandbox:
         scheme, _, key = (authorization or "").partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
-            return error_response(
-                400, "MISSING_API_KEY", "missing API key: send 'Authorization: Bearer <key>'"
-            )
+            return error_response(400, "MISSING_API_KEY", "missing API key: send 'Authorization: Bearer <key>'")
         if self._api_key is not None and not hmac.compare_digest(key.encode(), self._api_key):
             return error_response(403, "INVALID_API_KEY", "the API key is not valid")
         return None
@@ -76,9 +74,7 @@ class Sandbox:
         if fixed:
             known = set(SandboxSettings.model_fields)
             what = "cannot be changed at runtime" if set(fixed) <= known else "is not a sandbox setting"
-            raise ConfigError(
-                f"{', '.join(fixed)}: {what}; runtime settings are {', '.join(sorted(RUNTIME_FIELDS))}"
-            )
+            raise ConfigError(f"{', '.join(fixed)}: {what}; runtime settings are {', '.join(sorted(RUNTIME_FIELDS))}")
         self.scenario = Scenario.model_validate({**self.scenario.model_dump(), **changes})
         if "seed" in changes:
             self.chaos = Chaos(self.scenario.seed)

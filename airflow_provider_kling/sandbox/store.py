@@ -222,8 +222,7 @@ class SqliteStore(MemoryStore):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows: Iterable[tuple[Any, ...]] = self._db.execute(
-                "SELECT seq, time, method, path, status, kind, model, task_id, note FROM journal"
-                f"{where} ORDER BY seq",
+                f"SELECT seq, time, method, path, status, kind, model, task_id, note FROM journal{where} ORDER BY seq",
                 params,
             ).fetchall()
         return [JournalEntry(*row) for row in rows]

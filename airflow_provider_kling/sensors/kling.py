@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_kling._completion import result_from_event, result_or_raise
+from airflow_provider_kling._completion import complete, event_result
 from airflow_provider_kling.exceptions import KlingError
 from airflow_provider_kling.hooks.kling import KlingHook
-from airflow_provider_kling.models import TaskStatus
+from airflow_provider_kling.links import KlingVideoLink
+from airflow_provider_kling.models import TaskResult, TaskStatus
 from airflow_provider_kling.operators.kling import DEFER_TIMEOUT_MARGIN
 from airflow_provider_kling.polling import describe_progress
 from airflow_provider_kling.triggers.kling import KlingTaskTrigger
@@ -34,6 +35,7 @@ class KlingTaskSensor(BaseSensorOperator):
     :param deferrable: Wait on the triggerer (default) instead of poking from a worker.
     :param poll_interval: Seconds between polls (the sensor's ``poke_interval``).
     :param max_poll_interval: Longest wait between polls while the video is far from done.
+    :param output_path: Copy the video here once ready, as the operators do (see docs/delivery.md).
 
     Example::
 
@@ -43,7 +45,8 @@ class KlingTaskSensor(BaseSensorOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("kling_task_id", "kling_conn_id")
+    template_fields: Sequence[str] = ("kling_task_id", "kling_conn_id", "output_path")
+    operator_extra_links = (KlingVideoLink(),)
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class KlingTaskSensor(BaseSensorOperator):
         deferrable: bool = True,
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -62,6 +66,7 @@ class KlingTaskSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max_poll_interval
+        self.output_path = output_path
 
     @cached_property
     def hook(self) -> KlingHook:
@@ -98,13 +103,23 @@ class KlingTaskSensor(BaseSensorOperator):
         if result.task.state.is_in_flight:
             return False
         if result.task.state is TaskStatus.UNKNOWN:
-            raise KlingError(
-                f"undocumented task status {result.task.status!r}", kling_task_id=self.kling_task_id
-            )
-        return PokeReturnValue(is_done=True, xcom_value=result_or_raise(result))
+            raise KlingError(f"undocumented task status {result.task.status!r}", kling_task_id=self.kling_task_id)
+        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, result))
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, kling_task_id: str | None = None
     ) -> dict[str, Any]:
-        """Resume after the trigger fired: return the result or raise the reason it failed."""
-        return result_from_event(event, kling_task_id=kling_task_id)
+        """Resume after the trigger fired: return the result (stored, if asked) or raise why it failed."""
+        return self._complete(context, event_result(event, kling_task_id=kling_task_id))
+
+    def _complete(self, context: Context, result: TaskResult) -> dict[str, Any]:
+        kling_task_id = result.task.task_id
+        return complete(
+            context,
+            result,
+            model=None,
+            output_path=self.output_path,
+            request=None,
+            refresh=lambda: self.hook.get_task_result(kling_task_id),
+            outlets=self.outlets,
+        )

@@ -1,0 +1,270 @@
+"""Copy finished videos to the user's storage before their signed URLs expire.
+
+The vendor's ``video_url`` is a pre-signed link that lives about an hour. :func:`deliver_videos` streams
+each video to an Airflow ``ObjectStoragePath`` (``file://``, ``s3://``, ``gs://``, any fsspec scheme
+Airflow supports) in bounded memory, checks the byte count against ``Content-Length``, writes under a
+temporary name and then moves it into place (readers never see half a file), retries transient
+failures, asks the Task Result API for a fresh URL when the old one has expired, and writes a JSON
+sidecar beside each video with what is needed to publish, audit and bill it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from airflow.providers.common.compat.sdk import ObjectStoragePath
+from pydantic import BaseModel, ConfigDict
+
+from airflow_provider_kling import __version__
+from airflow_provider_kling.exceptions import KlingError, KlingTransientError, KlingValidationError
+from airflow_provider_kling.hooks._retry import poll_retrying
+from airflow_provider_kling.models import TaskResult
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, read=120.0)
+DEFAULT_FILE_NAME = "{kling_task_id}{index}.mp4"
+#: Request fields that may carry an image as base64: recorded in the sidecar by size and hash only.
+_INLINE_MEDIA_FIELDS = ("image", "end_image")
+
+
+class UrlExpiredError(KlingTransientError):
+    """The signed video URL was refused (expired or revoked): fetch a fresh one and try again."""
+
+
+class StoredVideo(BaseModel):
+    """Where one video landed, and the facts written to its sidecar."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    sidecar_uri: str
+    size_bytes: int
+    sha256: str
+    kling_task_id: str
+    model: str | None = None
+    seed: int | None = None
+
+
+def normalise_output_path(output_path: str) -> str:
+    """An absolute URI: a bare path becomes ``file://``; anything else must name a scheme.
+
+    Raises :class:`KlingValidationError` naming ``output_path`` for an empty or relative path.
+    """
+    value = output_path.strip()
+    if not value:
+        raise KlingValidationError("output_path='': must be a storage URI such as file:///data/video.mp4")
+    if "://" in value:
+        return value
+    if not value.startswith("/"):
+        raise KlingValidationError(
+            f"output_path={value!r}: must be an absolute path or a URI such as s3://bucket/videos/clip.mp4"
+        )
+    return f"file://{value}"
+
+
+def destinations(output_path: str, kling_task_id: str, count: int) -> list[ObjectStoragePath]:
+    """Where each of ``count`` videos goes.
+
+    ``output_path`` ending in ``/`` is a folder (files are named after the Kling task id). A file name
+    with several videos gets ``-1``, ``-2``... before its suffix.
+    """
+    base = normalise_output_path(output_path)
+    if base.endswith("/"):
+        return [
+            ObjectStoragePath(base + DEFAULT_FILE_NAME.format(kling_task_id=kling_task_id, index=_index(i, count)))
+            for i in range(count)
+        ]
+    path = ObjectStoragePath(base)
+    if count == 1:
+        return [path]
+    return [path.parent / f"{path.stem}-{i + 1}{path.suffix}" for i in range(count)]
+
+
+def _index(i: int, count: int) -> str:
+    return "" if count == 1 else f"-{i + 1}"
+
+
+def deliver_videos(
+    result: TaskResult,
+    output_path: str,
+    *,
+    refresh: Callable[[], TaskResult],
+    model: str | None = None,
+    request: Mapping[str, Any] | None = None,
+    context_facts: Mapping[str, Any] | None = None,
+    max_attempts: int = 5,
+) -> list[StoredVideo]:
+    """Copy every video of a succeeded ``result`` to ``output_path``; return where each landed.
+
+    :param refresh: Returns a fresh Task Result (new signed URLs) when a URL has expired.
+    :param request: The request body, recorded in the sidecar (inline images by size and hash only).
+    :param context_facts: Extra facts for the sidecar (e.g. dag_id, run_id, task_id, map_index).
+
+    Example::
+
+        stored = deliver_videos(result, "file:///data/2026-11-22/teaser.mp4", refresh=lambda: hook.get_task_result(id))
+    """
+    kling_task_id = result.task.task_id
+    targets = destinations(output_path, kling_task_id, len(result.videos))
+    urls = _SignedUrls(result, refresh)
+    stored = []
+    with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client:
+        for index, target in enumerate(targets):
+            size, digest = _copy_with_retries(client, urls, index, target, max_attempts=max_attempts)
+            sidecar = _write_sidecar(
+                target,
+                {
+                    "kling_task_id": kling_task_id,
+                    "model": model,
+                    "request": _recordable(request or {}),
+                    "seed": result.extra.seed,
+                    "duration_seconds": (request or {}).get("duration"),
+                    "size_bytes": size,
+                    "sha256": digest,
+                    "video_type": result.videos[index].video_type,
+                    "vendor_timings_ms": {
+                        "submit": result.extra.debug_info.submit_time_ms,
+                        "execute": result.extra.debug_info.execute_time_ms,
+                        "complete": result.extra.debug_info.complete_time_ms,
+                    },
+                    "stored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "uri": str(target),
+                    "provider_version": __version__,
+                    **dict(context_facts or {}),
+                },
+            )
+            log.info("Stored Kling video %s (%d bytes, sha256 %s) at %s", kling_task_id, size, digest[:12], target)
+            stored.append(
+                StoredVideo(
+                    uri=str(target),
+                    sidecar_uri=str(sidecar),
+                    size_bytes=size,
+                    sha256=digest,
+                    kling_task_id=kling_task_id,
+                    model=model,
+                    seed=result.extra.seed,
+                )
+            )
+    return stored
+
+
+class _SignedUrls:
+    """The current signed URLs of a result; fetched again from the Task Result API once they expire."""
+
+    def __init__(self, result: TaskResult, refresh: Callable[[], TaskResult]) -> None:
+        self._result = result
+        self._refresh = refresh
+
+    @property
+    def kling_task_id(self) -> str:
+        return self._result.task.task_id
+
+    def url(self, index: int) -> str:
+        return self._result.videos[index].video_url
+
+    def refresh(self) -> None:
+        log.warning("The signed URL of Kling task %s has expired: asking for a fresh one", self.kling_task_id)
+        self._result = self._refresh()
+
+
+def _copy_with_retries(
+    client: httpx.Client, urls: _SignedUrls, index: int, target: ObjectStoragePath, *, max_attempts: int
+) -> tuple[int, str]:
+    for attempt in poll_retrying(max_attempts=max_attempts, initial_wait=0.5, max_wait=10.0):
+        with attempt:
+            try:
+                return copy_url_atomically(client, urls.url(index), target, kling_task_id=urls.kling_task_id)
+            except UrlExpiredError:
+                urls.refresh()
+                raise
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def copy_url_atomically(
+    client: httpx.Client, url: str, target: ObjectStoragePath, *, kling_task_id: str | None = None
+) -> tuple[int, str]:
+    """Stream ``url`` into ``target`` via a temporary sibling, then move it into place.
+
+    Returns ``(size in bytes, sha256 hex)``. Memory use is one chunk, whatever the video's size. On any
+    failure the temporary file is removed and nothing appears under ``target``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with client.stream("GET", url) as response:
+            if response.status_code in (401, 403):
+                raise UrlExpiredError(
+                    f"video URL refused with HTTP {response.status_code} (expired signature)",
+                    http_status=response.status_code,
+                    kling_task_id=kling_task_id,
+                )
+            if response.is_error:
+                error_class = KlingTransientError if response.status_code >= 500 else KlingError
+                raise error_class(
+                    f"downloading the video answered HTTP {response.status_code}",
+                    http_status=response.status_code,
+                    kling_task_id=kling_task_id,
+                )
+            expected = response.headers.get("Content-Length")
+            with partial.open("wb") as sink:
+                for chunk in response.iter_bytes(CHUNK_BYTES):
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        if expected is not None and int(expected) != size:
+            raise KlingTransientError(
+                f"video download was cut short: got {size} of {expected} bytes", kling_task_id=kling_task_id
+            )
+        partial.rename(target)
+    except httpx.HTTPError as err:
+        _remove_quietly(partial)
+        raise KlingTransientError(
+            f"downloading the video failed: {type(err).__name__}", kling_task_id=kling_task_id
+        ) from None
+    except BaseException:
+        _remove_quietly(partial)
+        raise
+    return size, digest.hexdigest()
+
+
+def _write_sidecar(video: ObjectStoragePath, facts: Mapping[str, Any]) -> ObjectStoragePath:
+    sidecar = video.parent / f"{video.stem}.json"
+    partial = video.parent / f".{sidecar.name}.{uuid.uuid4().hex}.partial"
+    try:
+        partial.write_text(json.dumps(facts, indent=2, sort_keys=True, default=str))
+        partial.rename(sidecar)
+    except BaseException:
+        _remove_quietly(partial)
+        raise
+    return sidecar
+
+
+def _recordable(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as recorded in the sidecar: inline (base64) images replaced by their size and hash."""
+    recorded = dict(request)
+    for name in _INLINE_MEDIA_FIELDS:
+        value = recorded.get(name)
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            recorded[name] = (
+                f"<inline image: {len(value)} base64 chars, sha256 {hashlib.sha256(value.encode()).hexdigest()}>"
+            )
+    return recorded
+
+
+def _remove_quietly(path: ObjectStoragePath) -> None:
+    try:
+        if path.exists():
+            path.unlink()
+    except OSError:  # pragma: no cover - best effort cleanup
+        log.warning("Could not remove partial file %s", path)
