@@ -25,20 +25,24 @@ help:
 
 venv: $(STAMP)
 
+# The build backend (hatchling) comes from the same pins, so the editable install needs no isolated
+# build environment of its own.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
 		echo "$(CONSTRAINTS) is pinned for Python 3.11; run with PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# The build backend comes from the same pins, so the editable install needs no isolated build env.
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) hatchling editables
 	$(BIN)/pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -e ".[test]"
 	touch $(STAMP)
 
+# TaskFlow passes an XComArg where a @task function declares the value it will receive, which mypy
+# cannot see through: the example DAGs are checked without arg-type.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy tools tests/e2e example_dags
+	$(BIN)/mypy tools tests/e2e
+	$(BIN)/mypy --disable-error-code arg-type example_dags
 
 unit: $(STAMP)
 	$(call run_pytest,-m "not e2e")
@@ -50,15 +54,16 @@ e2e: $(STAMP)
 test: lint
 	$(call run_pytest,)
 
+# Options: make demo DEMO_ARGS="--keep-running --prompt 'a fox in the snow'"
 demo: $(STAMP)
-	$(BIN)/python -m tools.demo
+	$(BIN)/python -m tools.demo $(DEMO_ARGS)
 
 # Re-resolve the pins in a scratch venv (needs the package index); review the diff before committing.
 constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/pip install --quiet "apache-airflow==3.3.2" httpx pydantic pendulum pillow \
-		pytest pytest-asyncio respx ruff mypy hatchling editables
+		aiolimiter pytest pytest-asyncio respx ruff mypy hatchling editables
 	{ grep '^#' $(CONSTRAINTS); \
 	  .venv-constraints/bin/pip freeze | grep -v -i -E '^(-e |airflow-provider-kling)'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)

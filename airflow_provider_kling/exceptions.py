@@ -52,18 +52,17 @@ class KlingError(AirflowException):
             facts.append(f"kling_task_id={self.kling_task_id}")
         return f"{self.message} [{', '.join(facts)}]" if facts else self.message
 
+    def _fields(self) -> dict[str, object]:
+        """The keyword arguments that rebuild this error (subclasses add theirs)."""
+        return {"http_status": self.http_status, "reason": self.reason, "kling_task_id": self.kling_task_id}
+
     def __reduce__(self):  # type: ignore[no-untyped-def]
         # Keyword-only arguments are lost by the default pickling of exceptions.
-        return (
-            _rebuild,
-            (type(self), self.message, self.http_status, self.reason, self.kling_task_id),
-        )
+        return (_rebuild, (type(self), self.message, self._fields()))
 
 
-def _rebuild(
-    cls: type[KlingError], message: str, status_code: int | None, reason: str | None, task_id: str | None
-) -> KlingError:
-    return cls(message, http_status=status_code, reason=reason, kling_task_id=task_id)
+def _rebuild(cls: type[KlingError], message: str, fields: dict[str, object]) -> KlingError:
+    return cls(message, **fields)  # type: ignore[arg-type]
 
 
 class KlingValidationError(KlingError, ValueError):
@@ -96,6 +95,9 @@ class KlingRateLimitError(KlingTransientError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+    def _fields(self) -> dict[str, object]:
+        return {**super()._fields(), "retry_after": self.retry_after}
 
 
 class KlingSubmitUncertainError(KlingError, AirflowFailException):

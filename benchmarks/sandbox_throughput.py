@@ -8,7 +8,7 @@ saturates its own core first, so "requests per sandbox CPU-second" is the sandbo
 core. ``--client raw`` swaps httpx for a bare asyncio HTTP/1.1 keep-alive client that is cheap enough to
 keep the sandbox's core busy, which measures that capacity directly.
 
-    python benchmarks/sandbox_throughput.py --seconds 10 --concurrency 32
+    python benchmarks/sandbox_throughput.py --seconds 10 --concurrency 8
     python benchmarks/sandbox_throughput.py --seconds 10 --concurrency 32 --client raw
 """
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement time (default 10)")
     parser.add_argument("--requests", type=int, default=1_000_000, help="stop after this many requests")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight at once (default 32)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     parser.add_argument("--tasks", type=int, default=200, help="tasks to submit and poll (default 200)")
     parser.add_argument("--processes", type=int, default=1, help="client processes (default 1)")
     parser.add_argument("--state-file", action="store_true", help="run the sandbox with a SQLite state file")

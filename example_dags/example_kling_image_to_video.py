@@ -17,6 +17,8 @@ with DAG(
     params={
         "image_url": Param("https://example.com/kling/first-frame.png", type="string"),
         "prompt": Param("A ceramic mug on a wooden table, morning light", type="string"),
+        "first_shot": Param("slow push-in on the mug", type="string"),
+        "second_shot": Param("steam rises from the mug, close-up", type="string"),
     },
     tags=["example", "kling"],
 ):
@@ -26,8 +28,8 @@ with DAG(
         image="{{ params.image_url }}",
         prompt="{{ params.prompt }}",
         multi_prompt=[
-            {"prompt": "{{ params.prompt }}, slow push-in", "duration": 3},
-            {"prompt": "steam rises from the mug, close-up", "duration": 4},
+            {"prompt": "{{ params.first_shot }}", "duration": 3},
+            {"prompt": "{{ params.second_shot }}", "duration": 4},
         ],
         poll_interval=5,
     )

@@ -47,6 +47,17 @@ _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.L
 )
 
 
+def poll_limiter(max_polls_per_second: float) -> AsyncLimiter:
+    """A limiter allowing ``max_polls_per_second`` polls per second on average.
+
+    aiolimiter refuses to acquire more than its ``max_rate`` at once, so a rate below one per second is
+    expressed as one poll per ``1 / rate`` seconds (``AsyncLimiter(0.5, 1)`` would refuse every poll).
+    """
+    if max_polls_per_second >= 1:
+        return AsyncLimiter(max_polls_per_second, 1.0)
+    return AsyncLimiter(1, 1.0 / max_polls_per_second)
+
+
 async def shared_async_client(
     conn_id: str, load_settings: Callable[[], Awaitable[ConnectionSettings]]
 ) -> SharedAsyncClient:
@@ -70,7 +81,7 @@ async def shared_async_client(
                     timeout=settings.timeout,
                     limits=POOL_LIMITS,
                 ),
-                limiter=AsyncLimiter(settings.max_polls_per_second, 1.0),
+                limiter=poll_limiter(settings.max_polls_per_second),
                 _registry=registry,
             )
             registry[conn_id] = entry

@@ -103,13 +103,19 @@ def normalise_base_url(
         raise KlingValidationError(
             f"connection {conn_id!r}: host={raw!r}: must be an http(s) base URL such as {DEFAULT_BASE_URL}"
         )
+    try:
+        host_port = parts.port
+    except ValueError:
+        raise KlingValidationError(
+            f"connection {conn_id!r}: host={raw!r}: the port must be a number between 0 and 65535"
+        ) from None
     if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
         raise KlingValidationError(
             f"connection {conn_id!r}: host={raw!r}: must use https (the API key would travel in clear); "
             'only loopback addresses may use http, unless the extra sets "allow_insecure_http": true'
         )
     netloc = parts.netloc
-    if port and parts.port is None:
+    if port and host_port is None:
         netloc = f"{netloc}:{port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 

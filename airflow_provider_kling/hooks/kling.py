@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_kling.connection_form import CONNECTION_FORM_FIELDS, CONNECTION_UI_BEHAVIOUR
 from airflow_provider_kling.exceptions import (
@@ -96,7 +96,10 @@ class KlingHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """The connection, read once and checked (empty key, non-HTTPS URL and bad extras are refused)."""
         if self._settings is None:
-            conn = self.get_connection(self.kling_conn_id)
+            try:
+                conn = self.get_connection(self.kling_conn_id)
+            except AirflowNotFoundException:
+                raise _missing_connection(self.kling_conn_id) from None
             self._settings = settings_from_connection(
                 self.kling_conn_id,
                 host=conn.host,
@@ -129,7 +132,10 @@ class KlingHook(BaseHook):
 
     async def _shared(self) -> SharedAsyncClient:
         async def load() -> ConnectionSettings:
-            conn = await get_async_connection(self.kling_conn_id, hook=self)
+            try:
+                conn = await get_async_connection(self.kling_conn_id, hook=self)
+            except AirflowNotFoundException:
+                raise _missing_connection(self.kling_conn_id) from None
             extra = await get_async_extra_dejson(conn)
             return settings_from_connection(
                 self.kling_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
@@ -177,7 +183,9 @@ class KlingHook(BaseHook):
                 response = self._send(
                     client, "GET", TASK_RESULT_PATH, params={"task_id": kling_task_id}, task=kling_task_id
                 )
-        return _parse_result(response, kling_task_id)
+                # Parsed inside the attempt: an unreadable answer (a proxy's 200 page) is retried too.
+                result = _parse_result(response, kling_task_id)
+        return result
 
     async def aget_task_result(self, kling_task_id: str, *, deadline: float | None = None) -> TaskResult:
         """Async :meth:`get_task_result`, for triggers.
@@ -191,7 +199,8 @@ class KlingHook(BaseHook):
                 shared = await self._shared()
                 async with shared.limiter:
                     response = await self._asend(shared, kling_task_id)
-        return _parse_result(response, kling_task_id)
+                result = _parse_result(response, kling_task_id)
+        return result
 
     def wait_for_task(
         self,
@@ -232,6 +241,10 @@ class KlingHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Check the base URL and API key with one harmless Task Result call (nothing is billed)."""
         try:
+            self.settings  # noqa: B018 - an unusable connection (no key, plain http) is not a refused key
+        except KlingError as err:
+            return False, str(err)
+        try:
             self.get_task_result(_PROBE_TASK_ID)
         except (KlingNotFoundError, KlingRequestError):
             pass  # the key was accepted; the made-up task id was not
@@ -255,6 +268,13 @@ class KlingHook(BaseHook):
         return response
 
     async def _asend(self, shared: SharedAsyncClient, kling_task_id: str) -> httpx.Response:
+        if shared.client.is_closed:
+            # Another hook reset the shared client (auth error) while this one waited on the limiter:
+            # retry, and the next attempt reads the connection again.
+            raise KlingTransientError(
+                "the shared HTTP client was reset after an auth error; retrying with the connection re-read",
+                kling_task_id=kling_task_id,
+            )
         try:
             response = await shared.client.get(TASK_RESULT_PATH, params={"task_id": kling_task_id})
         except httpx.HTTPError as exc:
@@ -265,6 +285,13 @@ class KlingHook(BaseHook):
                 await shared.invalidate()
             raise error
         return response
+
+
+def _missing_connection(conn_id: str) -> KlingAuthError:
+    return KlingAuthError(
+        f"connection {conn_id!r} is not defined: create a connection of type kling with the base URL as host "
+        "and your Novita API key as password (or set kling_conn_id to an existing one)"
+    )
 
 
 def _payload(model: str, request: KlingRequest | Mapping[str, Any]) -> dict[str, Any]:

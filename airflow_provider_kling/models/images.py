@@ -66,6 +66,9 @@ def check_image_bytes(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:
+        # A few kilobytes can declare billions of pixels; Pillow refuses to open them.
+        raise ValueError("has too many pixels to be a usable video frame: use a smaller JPEG or PNG") from None
     except (UnidentifiedImageError, OSError):
         raise ValueError("is not an image: must be a JPEG or PNG file") from None
     if fmt not in IMAGE_FORMATS:

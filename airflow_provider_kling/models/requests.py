@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,7 +32,15 @@ MODEL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9.\-]{0,99}")
 MIN_DURATION_SECONDS = 3
 MAX_DURATION_SECONDS = 15
 
-Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)]
 OptionalText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 Duration = Annotated[int, Field(ge=MIN_DURATION_SECONDS, le=MAX_DURATION_SECONDS, strict=False)]
 CfgScale = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -69,9 +80,21 @@ class MultiPromptShot(BaseModel):
     duration: Duration | None = None
 
 
+def _shot_kind(value: Any) -> str:
+    return _TEXT_SHOT if isinstance(value, str) else _OBJECT_SHOT
+
+
+# Tags of the two item forms; they appear in pydantic's error locations and are hidden from messages.
+_OBJECT_SHOT, _TEXT_SHOT = "shot", "text"
+
 # The pro endpoints' item type is not confirmed by the vendor (objects or plain strings), so both are
-# accepted and sent as given.
-ShotList = Annotated[list[MultiPromptShot | Prompt], Field(min_length=1)]
+# accepted and sent as given. The discriminator picks the form up front, so an error names one rule
+# instead of one per form.
+Shot = Annotated[
+    Annotated[MultiPromptShot, Tag(_OBJECT_SHOT)] | Annotated[Prompt, Tag(_TEXT_SHOT)],
+    Discriminator(_shot_kind),
+]
+ShotList = Annotated[list[Shot], Field(min_length=1)]
 
 
 class _VideoCommon(KlingRequest):
@@ -192,7 +215,7 @@ def format_validation_error(error: ValidationError, *, model: str | None = None)
     """
     parts = []
     for item in error.errors(include_url=False):
-        field = ".".join(str(loc) for loc in item["loc"]) or "request"
+        field = _field_path(item["loc"])
         rule = _rule_text(item)
         if "input" in item and item["type"] not in ("missing", "model_type") and item["loc"]:
             parts.append(f"{field}={_short(item['input'])}: {rule}")
@@ -202,14 +225,32 @@ def format_validation_error(error: ValidationError, *, model: str | None = None)
     return prefix + "; ".join(parts)
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``multi_prompt.0.duration`` rather than pydantic's ``multi_prompt.0.shot.duration``."""
+    parts = [
+        str(part)
+        for index, part in enumerate(loc)
+        if not (part in (_OBJECT_SHOT, _TEXT_SHOT) and index > 0 and isinstance(loc[index - 1], int))
+    ]
+    return ".".join(parts) or "request"
+
+
 def _rule_text(item: Any) -> str:
     kind, ctx = item["type"], item.get("ctx") or {}
+    field = str(item["loc"][-1]) if item["loc"] else ""
     if kind in ("greater_than_equal", "less_than_equal") and item["loc"]:
-        field = str(item["loc"][-1])
         if field == "duration":
             return f"must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS} seconds"
         if field == "cfg_scale":
             return "must be between 0 and 1"
+    if kind in ("int_from_float", "int_parsing", "int_type"):
+        if field == "duration":
+            return f"must be a whole number of seconds between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}"
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type") and field == "cfg_scale":
+        return "must be a number between 0 and 1"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and "multi_prompt" in item["loc"]:
+        return "must be an object {prompt, duration} or a prompt string"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters"
     if kind == "string_too_short":

@@ -9,19 +9,39 @@ it parses, but :attr:`TaskInfo.state` says ``UNKNOWN`` and callers treat it as a
 from __future__ import annotations
 
 import enum
+import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
+def _loose_int(value: Any) -> int | None:
+    """``"42"``, ``"42.0"`` and ``42.7`` read as 42; ``""`` and anything unreadable as ``None``.
+
+    These fields are informational (eta, progress, seed, timings): a quirk in one must never make a
+    poll of a finished video fail.
+    """
+    if value is None or isinstance(value, bool):
         return None
-    return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
 
 
 #: An integer the vendor may send as a string, or as ``""`` meaning "not known yet".
-LooseInt = Annotated[int | None, BeforeValidator(_blank_to_none)]
+LooseInt = Annotated[int | None, BeforeValidator(_loose_int)]
 
 
 class TaskStatus(str, enum.Enum):
@@ -54,6 +74,15 @@ class TaskStatus(str, enum.Enum):
 
 class _Tolerant(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # ``"extra": null`` or ``"videos": null`` means "nothing": use the field's default. Unknown keys
+        # are kept as sent, and a required field sent as null is still reported missing.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None or key not in cls.model_fields}
+        return data
 
 
 class TaskInfo(_Tolerant):

@@ -14,7 +14,7 @@ from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
 from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
 from airflow_provider_kling.delivery import normalise_output_path
-from airflow_provider_kling.exceptions import KlingNotFoundError, KlingValidationError
+from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
 from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
@@ -212,12 +212,23 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         return kling_task_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        """Status of the generation an earlier try submitted (a task the vendor forgot counts as failed)."""
+        """Status of the generation an earlier try submitted (a task the vendor forgot counts as failed).
+
+        An undocumented status raises instead of counting as failed: that generation may still be
+        rendering (and billed), so submitting again could pay twice.
+        """
         try:
             result = self.hook.get_task_result(str(external_id))
         except KlingNotFoundError:
             self.log.warning("Kling task %s from an earlier try is unknown to the vendor", external_id)
             return "TASK_NOT_FOUND"
+        if result.task.state is TaskStatus.UNKNOWN:
+            raise KlingError(
+                f"the generation an earlier try submitted has an undocumented status {result.task.status!r}; "
+                "not submitting again, as it may still be rendering. Wait for it with KlingTaskSensor, or "
+                "clear this task's state to submit a new one",
+                kling_task_id=str(external_id),
+            )
         self._final_result = result if result.task.state.is_terminal else None
         return result.task.status
 
@@ -235,10 +246,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         Returns the result dict: the mixin returns this method's value when it re-attaches.
         """
         kling_task_id = str(external_id)
-        if self._submitted_id != kling_task_id:
-            # Re-attached to an earlier try's generation: this try's XCom starts empty.
-            self.log.info("Re-attached to Kling task %s submitted by an earlier try", kling_task_id)
-            context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+        self._push_if_reattached(kling_task_id, context)
         if not self.wait_for_completion:
             return self._submitted(kling_task_id)
         if self.deferrable:
@@ -264,6 +272,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         """The return value: the result summary (or the bare id without ``wait_for_completion``)."""
+        self._push_if_reattached(str(external_id), context)
         if not self.wait_for_completion:
             return self._submitted(str(external_id))
         if self._summary is not None:  # already completed by poll_until_complete
@@ -282,6 +291,12 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
             outlets=self.outlets,
         )
         return self._summary
+
+    def _push_if_reattached(self, kling_task_id: str, context: Context) -> None:
+        """Push the id of a generation an earlier try submitted: this try's XCom starts empty."""
+        if self._submitted_id != kling_task_id:
+            self.log.info("Re-attached to Kling task %s submitted by an earlier try", kling_task_id)
+            context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
 
     def _submitted(self, kling_task_id: str) -> dict[str, Any]:
         return {"kling_task_id": kling_task_id, "model": self.model, "status": SUBMITTED}

@@ -56,6 +56,7 @@ def create_app(
     )
     app.state.sandbox = sandbox
     app.include_router(api.router)
+    app.router.routes.extend(api.plain_routes)
     app.include_router(control.router)
 
     @app.exception_handler(HTTPException)

@@ -157,7 +157,7 @@ async def media(name: str, request: Request) -> Response:
     sandbox.store.record(
         time=now,
         method=request.method,
-        path=request.url.path,
+        path=request.scope["path"],
         status=status,
         kind="media",
         model=task.model if task else None,

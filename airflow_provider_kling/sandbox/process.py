@@ -73,7 +73,8 @@ class SandboxProcess:
     :param env: extra environment for the child (on top of this process's environment).
     :param startup_timeout: seconds to wait for ``/sandbox/health`` to answer.
     :param grace_period: seconds between SIGTERM and SIGKILL in :meth:`stop`.
-    :param log_path: where the child's output goes; default: a temporary file (see :attr:`log_path`).
+    :param log_path: where the child's output goes; default: a temporary file (see :attr:`log_path`),
+        deleted when the ``with`` block ends without an exception.
     :param settings: any :class:`~.settings.SandboxSettings` field, e.g. ``generation_seconds=2``,
         ``api_key="sandbox-key"``, ``state_file=tmp_path / "sandbox.db"``; passed as ``KLING_SANDBOX_*``.
     """
@@ -100,6 +101,7 @@ class SandboxProcess:
         self._extra_env = dict(env or {})
         self._overrides: dict[str, Any] = {}
         self._process: subprocess.Popen[bytes] | None = None
+        self._owns_log = log_path is None
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="kling-sandbox-", suffix=".log")
             os.close(handle)
@@ -205,6 +207,9 @@ class SandboxProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        # A temporary log is only worth keeping when something went wrong.
+        if self._owns_log and exc_type is None:
+            self.log_path.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the child printed."""

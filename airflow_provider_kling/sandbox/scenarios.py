@@ -23,7 +23,7 @@ POLICY_REASON = "ILLEGAL_PROMPT: the prompt was rejected by content moderation"
 DEFAULT_FAIL_REASON = "TASK_FAILED: video generation failed"
 FAIL_RATE_REASON = "TASK_FAILED: video generation failed (sandbox fail-rate)"
 
-_MARKER = re.compile(r"\[sandbox:\s*([A-Za-z_]+)\s*(?:=([^\]]*))?\]")
+_MARKER = re.compile(r"\[sandbox:\s*([A-Za-z_]+)\s*(?:=([^\]]*))?\]", re.IGNORECASE)
 _VALUED = frozenset({"seconds", "queue", "ttl", "seed"})
 _FLAGS = frozenset({"policy", "empty_extra", "succeed"})
 KNOWN_MARKERS = tuple(sorted(_VALUED | _FLAGS | {"fail"}))

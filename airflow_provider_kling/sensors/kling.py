@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_kling._completion import complete, event_result
-from airflow_provider_kling.exceptions import KlingError
+from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
 from airflow_provider_kling.models import TaskResult, TaskStatus
@@ -59,6 +59,8 @@ class KlingTaskSensor(BaseSensorOperator):
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if float(poll_interval) <= 0:
+            raise KlingValidationError(f"poll_interval={poll_interval!r}: must be more than 0 seconds")
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
         self.kling_task_id = kling_task_id
@@ -75,7 +77,8 @@ class KlingTaskSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Check once; if the video is not ready, defer (or poke, when not deferrable)."""
-        if not self.kling_task_id or not str(self.kling_task_id).strip():
+        # An XCom pull that found nothing renders as "None".
+        if str(self.kling_task_id or "").strip() in ("", "None"):
             raise KlingError("kling_task_id is empty: did the submitting task push it to XCom?")
         if not self.deferrable:
             return super().execute(context)

@@ -1,0 +1,238 @@
+"""Helpers shared by the benchmarks: Airflow environment, trigger logging, task submission, measurements.
+
+Benchmarks are scripts (``python benchmarks/<name>.py``), so this module is imported as ``_common`` from
+the benchmarks directory. It imports nothing from Airflow at import time: :func:`prepare_airflow_env` must
+run first, because Airflow reads its configuration when it is first imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import psutil
+
+#: The only key the benchmark sandboxes accept (a made-up one: nothing leaves 127.0.0.1).
+API_KEY = "benchmark-key"
+MODEL = "kling-v3.0-std-t2v"
+TASK_RESULT_PATH = "/v3/async/task-result"
+
+
+def prepare_airflow_env() -> None:
+    """A throwaway ``AIRFLOW_HOME`` and no examples or metadata DB: call before importing Airflow."""
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="kling-bench-airflow-"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("_AIRFLOW_SKIP_DB_TESTS", "true")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+
+
+def connection_json(url: str, *, max_polls_per_second: float) -> str:
+    """The value of ``AIRFLOW_CONN_KLING_DEFAULT`` for a sandbox at ``url``."""
+    return json.dumps(
+        {
+            "conn_type": "kling",
+            "host": url,
+            "password": API_KEY,
+            "extra": {"max_polls_per_second": max_polls_per_second},
+        }
+    )
+
+
+def configure_trigger_logging(output: BinaryIO) -> None:
+    """Log the way a triggerer's trigger-runner subprocess does: structlog JSON lines, INFO and up.
+
+    The runner sends each line to its supervisor over a socket; here they go to ``output`` (a file), so
+    the cost of formatting and writing a log line per poll is part of every measurement.
+    """
+    from airflow.sdk.log import configure_logging
+
+    configure_logging(json_output=True, output=output, sending_to_supervisor=True, log_level="INFO")
+
+
+def generation_seconds(count: int, low: float, high: float, *, seed: int) -> list[float]:
+    """``count`` generation times drawn uniformly from ``[low, high]`` (seeded, so runs are comparable)."""
+    rng = random.Random(seed)
+    return [round(rng.uniform(low, high), 3) for _ in range(count)]
+
+
+async def submit_tasks(url: str, seconds: Sequence[float], *, concurrency: int = 32) -> list[str]:
+    """Create one sandbox task per entry of ``seconds`` (its generation time); return the task ids, in order.
+
+    Each prompt carries a ``[sandbox:seconds=N]`` marker, so every task has its own generation time.
+    """
+    ids: list[str] = [""] * len(seconds)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(seconds)):
+        queue.put_nowait(index)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                body = {"prompt": f"benchmark task {index} [sandbox:seconds={seconds[index]}]"}
+                answer = await client.post(f"/v3/async/{MODEL}", json=body)
+                answer.raise_for_status()
+                ids[index] = answer.json()["task_id"]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ids
+
+
+class StallMonitor:
+    """How late the event loop runs a coroutine that sleeps 10 ms, over and over.
+
+    The lateness of each wake-up is the time the loop spent on other work it could not interrupt: the
+    longest one is the worst stall any trigger (or the triggerer's own bookkeeping) saw.
+    """
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.longest = 0.0
+        self.samples = 0
+        self.over_100ms = 0
+        self.last_beat = time.perf_counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        clock = time.perf_counter
+        while True:
+            before = clock()
+            await asyncio.sleep(self.period)
+            self.last_beat = now = clock()
+            late = now - before - self.period
+            self.samples += 1
+            if late > self.longest:
+                self.longest = late
+            if late > 0.1:
+                self.over_100ms += 1
+
+    def start(self) -> None:
+        """Start beating in the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop(self) -> None:
+        """Stop beating."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RssSampler(threading.Thread):
+    """A thread sampling this process's RSS every ``interval`` seconds, keeping the peak.
+
+    A thread, not a coroutine, so it keeps sampling while the event loop is stalled. Past ``limit_bytes``
+    it calls ``on_limit`` once (the benchmark then stops the run before it can hurt the machine).
+    """
+
+    def __init__(self, *, interval: float = 0.05, limit_bytes: int | None = None, on_limit: Callable[[], None]):
+        super().__init__(name="rss-sampler", daemon=True)
+        self.interval = interval
+        self.limit_bytes = limit_bytes
+        self.on_limit = on_limit
+        self.peak = rss_bytes()
+        self.limit_hit_at: float | None = None
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        """Sample until :meth:`stop`."""
+        process = psutil.Process()
+        while not self._stopped.wait(self.interval):
+            rss = process.memory_info().rss
+            self.peak = max(self.peak, rss)
+            if self.limit_bytes is not None and rss > self.limit_bytes and self.limit_hit_at is None:
+                self.limit_hit_at = time.time()
+                self.on_limit()
+
+    def stop(self) -> int:
+        """Stop sampling; return the peak RSS in bytes."""
+        self._stopped.set()
+        self.join()
+        self.peak = max(self.peak, rss_bytes())
+        return self.peak
+
+
+def rss_bytes() -> int:
+    """This process's resident set size."""
+    rss: int = psutil.Process().memory_info().rss
+    return rss
+
+
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """User plus system CPU time of a process (this one by default), all threads included."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def percentile(values: Iterable[float], share: float) -> float:
+    """The ``share`` quantile (nearest rank) of ``values``; NaN when empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+@dataclass
+class Column:
+    """One column of a printed table: its heading and how a value is shown."""
+
+    heading: str
+    key: str
+    fmt: str = "{}"
+
+    def show(self, row: dict[str, Any]) -> str:
+        """The cell for ``row`` (``-`` when missing or not a number)."""
+        value = row.get(self.key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return self.fmt.format(value)
+
+
+def markdown_table(columns: Sequence[Column], rows: Iterable[dict[str, Any]]) -> str:
+    """A Markdown table (readable as plain text too)."""
+    lines = [
+        "| " + " | ".join(column.heading for column in columns) + " |",
+        "|" + "|".join("---:" for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(column.show(row) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory, Python and load: what a reader needs to judge the figures."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = psutil.virtual_memory().total / 2**30
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average at start {load}"
+    )
+
+
+def write_json(path: Path | str | None, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` (nothing when ``path`` is ``None``)."""
+    if path is not None:
+        Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")

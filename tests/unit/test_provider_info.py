@@ -1,0 +1,123 @@
+"""Provider registration: what Airflow reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import airflow
+import jsonschema
+import pytest
+
+from airflow_provider_kling import __version__
+from airflow_provider_kling.get_provider_info import get_provider_info
+from airflow_provider_kling.hooks.kling import KlingHook
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+
+
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((AIRFLOW_DIR / name).read_text())
+
+
+def import_object(path: str) -> Any:
+    module_name, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def listed_modules(info: dict[str, Any]) -> list[str]:
+    return [
+        module
+        for section in ("hooks", "operators", "sensors", "triggers")
+        for entry in info.get(section, [])
+        for module in entry["python-modules"]
+    ]
+
+
+def test_provider_info_validates_against_airflows_schema():
+    jsonschema.validate(get_provider_info(), schema("provider_info.schema.json"))
+
+
+def test_provider_info_names_the_distribution_and_its_version():
+    info = get_provider_info()
+
+    assert info["package-name"] == "airflow-provider-kling"
+    assert info["versions"] == [__version__]
+
+
+def test_the_entry_point_points_at_get_provider_info():
+    (entry,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider")]
+
+    assert entry.load() is get_provider_info
+
+
+def test_the_kling_connection_type_is_served_by_an_importable_kling_hook():
+    (connection,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "kling"]
+
+    hook_class = import_object(connection["hook-class-name"])
+    assert hook_class is KlingHook
+    assert hook_class.conn_type == "kling"
+    assert connection["hook-name"] == KlingHook.hook_name
+
+
+def test_every_listed_module_is_importable_and_each_section_is_listed():
+    info = get_provider_info()
+    modules = listed_modules(info)
+
+    assert {section for section in ("hooks", "operators", "sensors", "triggers") if info.get(section)} == {
+        "hooks",
+        "operators",
+        "sensors",
+        "triggers",
+    }
+    for module in modules:
+        importlib.import_module(module)
+
+
+@pytest.mark.parametrize("integration_section", ["hooks", "operators", "sensors", "triggers"])
+def test_every_section_refers_to_a_declared_integration(integration_section):
+    info = get_provider_info()
+    integrations = {entry["integration-name"] for entry in info["integrations"]}
+
+    assert {entry["integration-name"] for entry in info[integration_section]} <= integrations
+
+
+def test_every_extra_link_is_an_importable_operator_link():
+    from airflow.providers.common.compat.sdk import BaseOperatorLink
+
+    for path in get_provider_info().get("extra-links", []):
+        assert issubclass(import_object(path), BaseOperatorLink)
+
+
+def test_the_connection_form_relabels_host_as_base_url_and_password_as_api_key():
+    behaviour = KlingHook.get_ui_field_behaviour()
+
+    assert behaviour["relabeling"]["host"] == "Base URL"
+    assert behaviour["relabeling"]["password"] == "API key"
+    assert "login" in behaviour["hidden-fields"]
+
+
+def test_the_connection_form_behaviour_is_the_one_airflow_reads_from_provider_info():
+    (connection,) = get_provider_info()["connection-types"]
+
+    assert connection["ui-field-behaviour"] == KlingHook.get_ui_field_behaviour()
+    assert connection["conn-fields"] == KlingHook.get_connection_form_fields()
+
+
+def test_the_connection_form_behaviour_validates_against_airflows_schema():
+    behaviour = {key.replace("-", "_"): value for key, value in KlingHook.get_ui_field_behaviour().items()}
+
+    jsonschema.validate(behaviour, schema("customized_form_field_behaviours.schema.json"))
+
+
+def test_airflows_providers_manager_registers_the_kling_hook_and_form():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+
+    assert "airflow-provider-kling" in manager.providers
+    assert manager.field_behaviours["kling"]["relabeling"]["password"] == "API key"
+    assert {"extra__kling__timeout", "extra__kling__max_polls_per_second"} <= set(manager.connection_form_widgets)
