@@ -14,10 +14,14 @@ from pydantic import ValidationError
 from airflow_provider_kling.assets import emit_video_asset_events
 from airflow_provider_kling.delivery import deliver_videos
 from airflow_provider_kling.exceptions import (
+    KlingAuthError,
     KlingContentPolicyError,
     KlingError,
+    KlingNotFoundError,
+    KlingRequestError,
     KlingTaskFailedError,
     KlingTimeoutError,
+    KlingTransientError,
     is_content_policy_reason,
 )
 from airflow_provider_kling.links import XCOM_VIDEO_URL
@@ -25,6 +29,11 @@ from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+#: Error classes a trigger ``error`` event may name; anything else is re-raised as a plain KlingError.
+_ERROR_TYPES: dict[str, type[KlingError]] = {
+    cls.__name__: cls for cls in (KlingAuthError, KlingNotFoundError, KlingRequestError, KlingTransientError)
+}
 
 #: XCom key of the Kling task id, pushed as soon as a submit returns.
 XCOM_KLING_TASK_ID = "kling_task_id"
@@ -96,7 +105,10 @@ def event_result(event: dict[str, Any] | None, *, kling_task_id: str | None = No
             "(durable=True on Airflow 3.3+), or wait for it with KlingTaskSensor",
             kling_task_id=parsed.kling_task_id,
         )
-    raise KlingError(parsed.message, kling_task_id=parsed.kling_task_id)
+    error_class = _ERROR_TYPES.get(parsed.error_type or "", KlingError)
+    raise error_class(
+        parsed.message, http_status=parsed.http_status, reason=parsed.reason, kling_task_id=parsed.kling_task_id
+    )
 
 
 def complete(

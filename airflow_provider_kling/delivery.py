@@ -216,7 +216,9 @@ def copy_url_atomically(
                     http_status=response.status_code,
                     kling_task_id=kling_task_id,
                 )
-            expected = response.headers.get("Content-Length")
+            # Content-Length counts encoded bytes: only comparable when the body is not compressed.
+            encoding = response.headers.get("Content-Encoding", "identity").lower()
+            expected = response.headers.get("Content-Length") if encoding == "identity" else None
             with partial.open("wb") as sink:
                 for chunk in response.iter_bytes(CHUNK_BYTES):
                     sink.write(chunk)
@@ -251,14 +253,17 @@ def _write_sidecar(video: ObjectStoragePath, facts: Mapping[str, Any]) -> Object
 
 
 def _recordable(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The request as recorded in the sidecar: inline (base64) images replaced by their size and hash."""
+    """The request as recorded in the sidecar: inline images replaced by their size and hash."""
     recorded = dict(request)
     for name in _INLINE_MEDIA_FIELDS:
         value = recorded.get(name)
-        if isinstance(value, str) and not value.startswith(("http://", "https://")):
-            recorded[name] = (
-                f"<inline image: {len(value)} base64 chars, sha256 {hashlib.sha256(value.encode()).hexdigest()}>"
-            )
+        if isinstance(value, bytes):
+            recorded[name] = f"<inline image: {len(value)} bytes, sha256 {hashlib.sha256(value).hexdigest()}>"
+        elif isinstance(value, str) and not value.startswith(("http://", "https://", "file://")):
+            fingerprint = hashlib.sha256(value.encode()).hexdigest()
+            recorded[name] = f"<inline image: {len(value)} base64 chars, sha256 {fingerprint}>"
+        elif value is not None:
+            recorded[name] = str(value)
     return recorded
 
 

@@ -65,8 +65,11 @@ def _rebuild(cls: type[KlingError], message: str, fields: dict[str, object]) -> 
     return cls(message, **fields)  # type: ignore[arg-type]
 
 
-class KlingValidationError(KlingError, ValueError):
-    """The request breaks a documented rule; raised before anything is sent."""
+class KlingValidationError(KlingError, AirflowFailException, ValueError):
+    """The request breaks a documented rule; raised before anything is sent.
+
+    An ``AirflowFailException``: a retry would meet the same input, so Airflow does not retry it.
+    """
 
 
 class KlingAuthError(KlingError):

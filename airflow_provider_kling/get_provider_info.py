@@ -24,18 +24,10 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.hooks.kling"]}
-        ],
-        "operators": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.operators.kling"]}
-        ],
-        "sensors": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.sensors.kling"]}
-        ],
-        "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.triggers.kling"]}
-        ],
+        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.hooks.kling"]}],
+        "operators": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.operators.kling"]}],
+        "sensors": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.sensors.kling"]}],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_kling.triggers.kling"]}],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_kling.hooks.kling.KlingHook",

@@ -15,12 +15,14 @@ import httpx
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
     KlingConnectionError,
+    KlingContentPolicyError,
     KlingError,
     KlingNotFoundError,
     KlingRateLimitError,
     KlingRequestError,
     KlingSubmitUncertainError,
     KlingTransientError,
+    is_content_policy_reason,
 )
 from airflow_provider_kling.models import ApiError
 
@@ -41,6 +43,8 @@ def error_from_response(response: httpx.Response, *, kling_task_id: str | None =
         return KlingRateLimitError(text, retry_after=_retry_after(response), **common)
     if status >= 500:
         return KlingTransientError(text, **common)
+    if is_content_policy_reason(reason):
+        return KlingContentPolicyError(text, **common)
     if status in (401, 403) or reason == "MISSING_API_KEY":
         return KlingAuthError(text, **common)
     if status == 404:

@@ -19,13 +19,15 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.wait import wait_base
 
 from airflow_provider_kling.exceptions import (
     KlingConnectionError,
     KlingRateLimitError,
+    KlingTimeoutError,
     KlingTransientError,
 )
 
@@ -51,18 +53,24 @@ class wait_retry_after(wait_base):
 
 
 class stop_on_budget_or_deadline:
-    """Stop after ``max_attempts`` failures, or when the next wait would pass ``deadline`` (epoch s)."""
+    """Stop after ``max_attempts`` failures; raise :class:`KlingTimeoutError` when the next wait would
+    pass ``deadline`` (epoch seconds)."""
 
     def __init__(self, max_attempts: int, deadline: float | None) -> None:
         self.max_attempts = max_attempts
         self.deadline = deadline
 
     def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
         if self.deadline is not None:
             if time.time() + (retry_state.upcoming_sleep or 0.0) >= self.deadline:
-                return True
-            outcome = retry_state.outcome
-            if outcome is not None and isinstance(outcome.exception(), KlingRateLimitError):
+                # Say "out of time", not the last network error: callers report a timeout, not a failure.
+                raise KlingTimeoutError(
+                    f"the deadline passed while retrying ({getattr(error, 'message', error)})",
+                    kling_task_id=getattr(error, "kling_task_id", None),
+                ) from error
+            if isinstance(error, KlingRateLimitError):
                 return False
         return retry_state.attempt_number >= self.max_attempts
 
@@ -89,7 +97,7 @@ def _policy(
     return {
         "retry": retry_if_exception_type(retryable),
         "wait": wait_retry_after(
-            wait_exponential_jitter(multiplier=initial_wait, max=max_wait, jitter=initial_wait)
+            wait_exponential(multiplier=initial_wait, max=max(max_wait - initial_wait, 0.0)) + wait_random(0, initial_wait)
         ),
         "stop": stop_on_budget_or_deadline(max_attempts, deadline),
         "before_sleep": _log_before_sleep,

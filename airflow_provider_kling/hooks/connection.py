@@ -86,9 +86,7 @@ def settings_from_connection(
     )
 
 
-def normalise_base_url(
-    conn_id: str, host: str | None, port: int | None, *, allow_insecure_http: bool = False
-) -> str:
+def normalise_base_url(conn_id: str, host: str | None, port: int | None, *, allow_insecure_http: bool = False) -> str:
     """Return ``scheme://host[:port][/path]`` without a trailing slash.
 
     A bare host gets ``https://``. Plain ``http://`` is refused unless the host is a loopback address

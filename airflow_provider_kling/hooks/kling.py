@@ -226,9 +226,7 @@ class KlingHook(BaseHook):
             if state.is_terminal:
                 return result
             if state is TaskStatus.UNKNOWN:
-                raise KlingError(
-                    f"undocumented task status {result.task.status!r}", kling_task_id=kling_task_id
-                )
+                raise KlingError(f"undocumented task status {result.task.status!r}", kling_task_id=kling_task_id)
             delay = next_poll_delay(result.task, poll_interval, max_poll_interval)
             if time.time() + delay >= deadline:
                 raise KlingTimeoutError(
@@ -246,8 +244,10 @@ class KlingHook(BaseHook):
             return False, str(err)
         try:
             self.get_task_result(_PROBE_TASK_ID)
-        except (KlingNotFoundError, KlingRequestError):
-            pass  # the key was accepted; the made-up task id was not
+        except (KlingNotFoundError, KlingRequestError) as err:
+            if not err.reason:  # not the vendor's JSON error: probably not the Kling API at that host
+                return False, f"{self.settings.base_url} does not answer like the Kling API: {err}"
+            # The key was accepted; the made-up task id was not.
         except KlingAuthError as err:
             return False, f"The API key was refused: {err}"
         except KlingError as err:

@@ -16,7 +16,11 @@ EventStatus = Literal["success", "failed", "timeout", "error"]
 
 
 class TaskEvent(BaseModel):
-    """``success`` and ``failed`` carry the parsed Task Result; ``timeout`` and ``error`` a message."""
+    """``success`` and ``failed`` carry the parsed Task Result; ``timeout`` and ``error`` a message.
+
+    An ``error`` also names the provider exception class that caused it (``error_type``) with its HTTP
+    status and vendor reason, so the operator re-raises the same kind of error the triggerer saw.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +28,9 @@ class TaskEvent(BaseModel):
     kling_task_id: str
     message: str
     result: TaskResult | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+    reason: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON-serialisable payload of the ``TriggerEvent`` (no raw response, no secrets)."""

@@ -40,8 +40,7 @@ def check_image_reference(value: str) -> str:
         check_image_bytes(_decode(value))
         return value
     raise ValueError(
-        "must be an http(s) URL, a data:image URI or base64 data; "
-        "give a local file as a pathlib.Path or bytes"
+        "must be an http(s) URL, a data:image URI or base64 data; give a local file as a pathlib.Path or bytes"
     )
 
 

@@ -33,7 +33,6 @@ MIN_DURATION_SECONDS = 3
 MAX_DURATION_SECONDS = 15
 
 
-
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
@@ -296,8 +295,7 @@ def build_request(model: str, payload: Mapping[str, Any] | KlingRequest) -> Klin
     if isinstance(payload, KlingRequest):
         if not isinstance(payload, request_model):
             raise KlingValidationError(
-                f"request: a {type(payload).__name__} is not a body for {model}; "
-                f"it takes a {request_model.__name__}"
+                f"request: a {type(payload).__name__} is not a body for {model}; it takes a {request_model.__name__}"
             )
         return payload
     try:

@@ -155,8 +155,7 @@ class TaskResult(_Tolerant):
             "status": self.task.status,
             "reason": self.task.reason or None,
             "videos": [
-                {"url": video.video_url, "ttl": video.video_url_ttl, "type": video.video_type}
-                for video in self.videos
+                {"url": video.video_url, "ttl": video.video_url_ttl, "type": video.video_type} for video in self.videos
             ],
             "seed": self.extra.seed,
             "submit_time_ms": timings.submit_time_ms,

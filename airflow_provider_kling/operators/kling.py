@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
 DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
 #: Status reported by ``wait_for_completion=False`` (the vendor has not been asked yet).
 SUBMITTED = "SUBMITTED"
+#: Task state store key of the submitted request's fingerprint: a retry re-attaches only to a
+#: generation of the same request (clearing a task after editing its prompt submits the new prompt).
+STATE_REQUEST_FINGERPRINT = "kling_request_sha256"
+#: Pseudo-status of a stored generation whose request differs from the current one.
+REQUEST_CHANGED = "REQUEST_CHANGED"
 _IMAGE_FIELDS = ("image", "end_image")
 
 
@@ -106,6 +113,11 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
     ) -> None:
         super().__init__(durable=durable, **kwargs)
         self.output_path = output_path
+        if output_path is not None and not wait_for_completion:
+            raise KlingValidationError(
+                "output_path needs wait_for_completion=True; to copy a video submitted earlier, give "
+                "output_path to KlingTaskSensor"
+            )
         if output_path is not None and not _unresolved(output_path):
             normalise_output_path(output_path)
         self.model = model
@@ -188,6 +200,8 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         """Validate, then submit (or re-attach to the generation an earlier try submitted) and wait."""
         self._request = self.build_request()
+        if self.output_path:
+            self.output_path = normalise_output_path(self.output_path)  # fail before paying, not after
         if self.durable and not AIRFLOW_V_3_3_PLUS:
             self.log.warning(
                 "durable=True needs Airflow 3.3+ (task state store): on this version a retry of this task "
@@ -208,6 +222,9 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         kling_task_id = self.hook.submit(self.model, self._request)
         self._submitted_id = kling_task_id
         context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+        store = context.get("task_state_store")
+        if self.durable and store is not None:
+            store.set(STATE_REQUEST_FINGERPRINT, self._fingerprint())
         self.log.info("Submitted %s generation: kling_task_id=%s", self.model, kling_task_id)
         return kling_task_id
 
@@ -217,6 +234,15 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         An undocumented status raises instead of counting as failed: that generation may still be
         rendering (and billed), so submitting again could pay twice.
         """
+        store = context.get("task_state_store")
+        stored_fingerprint = store.get(STATE_REQUEST_FINGERPRINT) if store is not None else None
+        if stored_fingerprint and stored_fingerprint != self._fingerprint():
+            self.log.warning(
+                "The request changed since Kling task %s was submitted (e.g. the task was cleared after an "
+                "edit): submitting the new request",
+                external_id,
+            )
+            return REQUEST_CHANGED
         try:
             result = self.hook.get_task_result(str(external_id))
         except KlingNotFoundError:
@@ -231,6 +257,11 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
             )
         self._final_result = result if result.task.state.is_terminal else None
         return result.task.status
+
+    def _fingerprint(self) -> str:
+        request = self._request if isinstance(self._request, dict) else self._request.to_payload()
+        canonical = json.dumps({"model": self.model, "request": request}, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def is_job_active(self, status: str) -> bool:
         """Queued or processing: re-attach."""

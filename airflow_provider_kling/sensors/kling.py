@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_kling._completion import complete, event_result
+from airflow_provider_kling.delivery import normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
@@ -69,6 +70,8 @@ class KlingTaskSensor(BaseSensorOperator):
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max_poll_interval
         self.output_path = output_path
+        if output_path is not None and "{{" not in output_path and "{%" not in output_path:
+            normalise_output_path(output_path)
 
     @cached_property
     def hook(self) -> KlingHook:
@@ -80,6 +83,8 @@ class KlingTaskSensor(BaseSensorOperator):
         # An XCom pull that found nothing renders as "None".
         if str(self.kling_task_id or "").strip() in ("", "None"):
             raise KlingError("kling_task_id is empty: did the submitting task push it to XCom?")
+        if self.output_path:
+            self.output_path = normalise_output_path(self.output_path)
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)

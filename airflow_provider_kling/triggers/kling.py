@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_kling.exceptions import KlingError
+from airflow_provider_kling.exceptions import KlingError, KlingTimeoutError
 from airflow_provider_kling.hooks._retry import DEFAULT_MAX_ATTEMPTS
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
@@ -84,10 +84,10 @@ class KlingTaskTrigger(BaseTrigger):
                 return self._event("timeout", "the video was not ready before the operator's timeout")
             try:
                 result = await hook.aget_task_result(self.kling_task_id, deadline=self.end_time)
+            except KlingTimeoutError as err:
+                return self._event("timeout", err.message)
             except KlingError as err:
-                if time.time() >= self.end_time:
-                    return self._event("timeout", f"deadline passed while retrying: {err}")
-                return self._event("error", str(err))
+                return self._error_event(err)
             self.log.info(describe_progress(self.kling_task_id, result.task))
             state = result.task.state
             if state is TaskStatus.SUCCEED:
@@ -103,6 +103,16 @@ class KlingTaskTrigger(BaseTrigger):
     def _event(self, status: str, message: str, result: TaskResult | None = None) -> TaskEvent:
         return TaskEvent.model_validate(
             {"status": status, "kling_task_id": self.kling_task_id, "message": message, "result": result}
+        )
+
+    def _error_event(self, error: KlingError) -> TaskEvent:
+        return TaskEvent(
+            status="error",
+            kling_task_id=self.kling_task_id,
+            message=error.message,
+            error_type=type(error).__name__,
+            http_status=error.http_status,
+            reason=error.reason,
         )
 
     async def on_kill(self) -> None:

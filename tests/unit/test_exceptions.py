@@ -61,8 +61,8 @@ def test_a_validation_error_is_also_a_value_error():
     assert issubclass(KlingValidationError, ValueError)
 
 
-@pytest.mark.parametrize("cls", [KlingSubmitUncertainError, KlingContentPolicyError])
-def test_errors_a_retry_would_pay_for_again_are_not_retried_by_airflow(cls):
+@pytest.mark.parametrize("cls", [KlingSubmitUncertainError, KlingContentPolicyError, KlingValidationError])
+def test_errors_a_retry_would_pay_for_again_or_meet_again_are_not_retried_by_airflow(cls):
     assert issubclass(cls, AirflowFailException)
 
 

@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
+    KlingContentPolicyError,
     KlingError,
     KlingNotFoundError,
     KlingRateLimitError,
@@ -180,7 +181,19 @@ def test_a_404_api_not_found_raises_not_found(hook, submit_route):
         hook.submit(MODEL, BODY)
 
 
-@pytest.mark.parametrize("reason", ["ILLEGAL_PROMPT", "BILLING_BALANCE_NOT_ENOUGH", "IMAGE_FILE_EXCEEDS_MAX_SIZE"])
+@pytest.mark.parametrize("reason", ["ILLEGAL_PROMPT", "ILLEGAL_IMAGE_CONTENT"])
+def test_a_content_policy_refusal_at_submit_fails_without_retry(hook, submit_route, reason):
+    submit_route.mock(return_value=error(400, reason, "refused by moderation"))
+
+    with pytest.raises(KlingContentPolicyError) as caught:
+        hook.submit(MODEL, BODY)
+
+    assert isinstance(caught.value, AirflowFailException)
+    assert caught.value.reason == reason
+    assert submit_route.call_count == 1
+
+
+@pytest.mark.parametrize("reason", ["BILLING_BALANCE_NOT_ENOUGH", "IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT"])
 def test_other_documented_400_reasons_are_request_errors_not_retried(hook, submit_route, reason):
     submit_route.mock(return_value=error(400, reason, "refused"))
 
@@ -355,11 +368,13 @@ def test_get_task_result_stops_retrying_at_the_deadline(kling_conn, result_route
     result_route.mock(return_value=error(500, "GET_RESULT_FAILED", "internal"))
     deadline = fake_clock.now + 5
 
-    with KlingHook(max_attempts=100) as hook, pytest.raises(KlingTransientError):
+    with KlingHook(max_attempts=100) as hook, pytest.raises(KlingTimeoutError) as caught:
         hook.get_task_result("kt-1", deadline=deadline)
 
     assert result_route.call_count < 5
     assert fake_clock.now <= deadline
+    assert caught.value.kling_task_id == "kt-1"
+    assert "the deadline passed while retrying" in str(caught.value)
 
 
 def test_throttling_does_not_spend_the_failure_budget_when_a_deadline_bounds_the_poll(

@@ -232,8 +232,9 @@ def test_a_fresh_run_stores_the_kling_task_id_right_after_the_submit_before_defe
     with pytest.raises(TaskDeferred):
         operator().execute(context)
 
-    assert context["task_state_store"].values == {STORE_KEY: NEW_ID}
-    assert context["ti"].journal == [("xcom_push", "kling_task_id", NEW_ID), ("store.set", STORE_KEY, NEW_ID)]
+    assert context["task_state_store"].values[STORE_KEY] == NEW_ID
+    assert context["ti"].journal[0] == ("xcom_push", "kling_task_id", NEW_ID)
+    assert context["ti"].journal[-1] == ("store.set", STORE_KEY, NEW_ID)
 
 
 def test_a_fresh_sync_run_stores_the_kling_task_id_before_the_first_poll(submit_route, new_route):
@@ -272,3 +273,35 @@ def test_without_a_task_state_store_the_run_still_submits_and_defers(submit_rout
 
     assert submit_route.call_count == 1
     assert info.value.trigger.kling_task_id == NEW_ID
+
+
+# -- the request changed between tries (a task cleared after an edit) --------------------------------
+
+
+def test_a_retry_of_the_same_request_reattaches_when_its_fingerprint_matches(submit_route, earlier_route):
+    earlier_route.side_effect = [earlier(PROCESSING)]
+    first = make_context()
+    with pytest.raises(TaskDeferred):
+        operator().execute(first)
+    fingerprint = first["task_state_store"].values["kling_request_sha256"]
+    context = make_context({STORE_KEY: EARLIER_ID, "kling_request_sha256": fingerprint})
+    submit_route.reset()
+
+    with pytest.raises(TaskDeferred) as info:
+        operator().execute(context)
+
+    assert not submit_route.called
+    assert info.value.trigger.kling_task_id == EARLIER_ID
+
+
+def test_a_changed_request_is_submitted_again_instead_of_returning_the_old_video(submit_route, earlier_route):
+    earlier_route.side_effect = [earlier(SUCCEED)]
+    context = make_context({STORE_KEY: EARLIER_ID, "kling_request_sha256": "fingerprint-of-an-older-prompt"})
+
+    with pytest.raises(TaskDeferred) as info:
+        operator().execute(context)
+
+    assert submit_route.call_count == 1
+    assert not earlier_route.called
+    assert info.value.trigger.kling_task_id == NEW_ID
+    assert context["task_state_store"].values[STORE_KEY] == NEW_ID
