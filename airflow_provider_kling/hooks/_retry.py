@@ -97,7 +97,8 @@ def _policy(
     return {
         "retry": retry_if_exception_type(retryable),
         "wait": wait_retry_after(
-            wait_exponential(multiplier=initial_wait, max=max(max_wait - initial_wait, 0.0)) + wait_random(0, initial_wait)
+            wait_exponential(multiplier=initial_wait, max=max(max_wait - initial_wait, 0.0))
+            + wait_random(0, initial_wait)
         ),
         "stop": stop_on_budget_or_deadline(max_attempts, deadline),
         "before_sleep": _log_before_sleep,

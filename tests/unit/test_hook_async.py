@@ -216,7 +216,8 @@ async def test_a_poll_waiting_on_the_limiter_survives_another_hook_resetting_the
     first = asyncio.create_task(KlingHook().aget_task_result("kt-1"))
     second = asyncio.create_task(KlingHook().aget_task_result("kt-1"))
     await settle()
-    assert first.done() and isinstance(first.exception(), KlingAuthError)  # it reset the shared client...
+    assert first.done()
+    assert isinstance(first.exception(), KlingAuthError)  # it reset the shared client...
     assert not second.done()  # ...while this poll waited on the limiter, holding that client
     loop_clock.advance(1.0)  # the second poll may go now
 
@@ -321,9 +322,7 @@ async def test_many_concurrent_polls_all_succeed(kling_conn, kling_api, result_b
     ],
     ids=["500", "html-502", "429", "read-timeout", "connect-error"],
 )
-async def test_async_polls_are_retried_on_transient_failures(
-    kling_conn, kling_api, result_body, fake_clock, failure
-):
+async def test_async_polls_are_retried_on_transient_failures(kling_conn, kling_api, result_body, fake_clock, failure):
     route = kling_api.get(RESULT).mock(side_effect=[failure, failure, httpx.Response(200, json=result_body())])
 
     result = await KlingHook().aget_task_result("kt-1")

@@ -33,7 +33,9 @@ SUBMIT = f"/v3/async/{MODEL}"
 RESULT = "/v3/async/task-result"
 BODY = {"prompt": "a red fox in the snow", "duration": 5}
 
-HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+HTML_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+)
 
 
 def error(status: int, reason: str, message: str) -> httpx.Response:
@@ -89,9 +91,7 @@ def test_submit_sends_the_bearer_key_and_json_content_type(hook, submit_route, k
     assert request.headers["Content-Type"] == "application/json"
 
 
-def test_get_task_result_sends_the_key_the_content_type_and_the_task_id(
-    hook, result_route, result_body, kling_api_key
-):
+def test_get_task_result_sends_the_key_the_content_type_and_the_task_id(hook, result_route, result_body, kling_api_key):
     result_route.respond(200, json=result_body())
 
     hook.get_task_result("kt-1")
@@ -154,9 +154,7 @@ def test_a_400_invalid_request_body_raises_a_request_error_with_reason_and_messa
         hook.submit(MODEL, BODY)
 
     assert (caught.value.http_status, caught.value.reason) == (400, "INVALID_REQUEST_BODY")
-    assert str(caught.value) == (
-        f"POST {SUBMIT} answered HTTP 400: duration invalid [HTTP 400, INVALID_REQUEST_BODY]"
-    )
+    assert str(caught.value) == f"POST {SUBMIT} answered HTTP 400: duration invalid [HTTP 400, INVALID_REQUEST_BODY]"
     assert submit_route.call_count == 1
 
 
@@ -193,7 +191,9 @@ def test_a_content_policy_refusal_at_submit_fails_without_retry(hook, submit_rou
     assert submit_route.call_count == 1
 
 
-@pytest.mark.parametrize("reason", ["BILLING_BALANCE_NOT_ENOUGH", "IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT"])
+@pytest.mark.parametrize(
+    "reason", ["BILLING_BALANCE_NOT_ENOUGH", "IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT"]
+)
 def test_other_documented_400_reasons_are_request_errors_not_retried(hook, submit_route, reason):
     submit_route.mock(return_value=error(400, reason, "refused"))
 
@@ -207,7 +207,9 @@ def test_other_documented_400_reasons_are_request_errors_not_retried(hook, submi
 
 
 def test_submit_is_retried_after_a_connection_error_because_nothing_was_sent(hook, submit_route, fake_clock):
-    submit_route.mock(side_effect=[httpx.ConnectError("connection refused"), httpx.Response(200, json={"task_id": "kt-1"})])
+    submit_route.mock(
+        side_effect=[httpx.ConnectError("connection refused"), httpx.Response(200, json={"task_id": "kt-1"})]
+    )
 
     assert hook.submit(MODEL, BODY) == "kt-1"
     assert submit_route.call_count == 2
@@ -217,7 +219,9 @@ def test_submit_is_retried_after_a_connection_error_because_nothing_was_sent(hoo
 def test_submit_is_retried_on_429_waiting_what_retry_after_asks(hook, submit_route, fake_clock):
     submit_route.mock(
         side_effect=[
-            httpx.Response(429, headers={"Retry-After": "7"}, json={"reason": "RATE_LIMIT_EXCEEDED", "message": "slow"}),
+            httpx.Response(
+                429, headers={"Retry-After": "7"}, json={"reason": "RATE_LIMIT_EXCEEDED", "message": "slow"}
+            ),
             httpx.Response(200, json={"task_id": "kt-1"}),
         ]
     )
@@ -350,7 +354,9 @@ def test_get_task_result_backs_off_exponentially_between_retries(hook, result_ro
     hook.get_task_result("kt-1")
 
     first, second, third = fake_clock.sleeps
-    assert 1 <= first <= 2 and 2 <= second <= 3 and 4 <= third <= 5
+    assert 1 <= first <= 2
+    assert 2 <= second <= 3
+    assert 4 <= third <= 5
 
 
 def test_get_task_result_gives_up_after_the_failure_budget_with_a_transient_error(kling_conn, result_route):
@@ -406,7 +412,9 @@ def test_an_unreadable_answer_that_persists_raises_a_transient_error_saying_so(k
 
 
 def test_the_nested_error_body_shape_is_surfaced(hook, result_route):
-    result_route.respond(400, json={"error": {"message": "task_id is malformed", "code": 400, "type": "INVALID_REQUEST_BODY"}})
+    result_route.respond(
+        400, json={"error": {"message": "task_id is malformed", "code": 400, "type": "INVALID_REQUEST_BODY"}}
+    )
 
     with pytest.raises(KlingRequestError) as caught:
         hook.get_task_result("kt-1")
@@ -507,7 +515,9 @@ def test_wait_for_task_raises_a_timeout_naming_the_task_when_the_video_is_late(
 def test_wait_for_task_spaces_polls_by_the_vendor_eta(
     hook, result_route, result_body, fake_clock, eta, max_poll_interval, expected
 ):
-    result_route.mock(side_effect=answers(result_body("TASK_STATUS_PROCESSING", eta=eta), result_body("TASK_STATUS_SUCCEED")))
+    result_route.mock(
+        side_effect=answers(result_body("TASK_STATUS_PROCESSING", eta=eta), result_body("TASK_STATUS_SUCCEED"))
+    )
 
     hook.wait_for_task("kt-1", poll_interval=10, timeout=3600, max_poll_interval=max_poll_interval)
 
@@ -534,6 +544,15 @@ def test_test_connection_fails_with_a_clear_message_when_the_key_is_refused(hook
     assert ok is False
     assert message.startswith("The API key was refused: ")
     assert "HTTP 403, INVALID_API_KEY" in message
+
+
+def test_test_connection_fails_when_the_host_does_not_answer_like_the_kling_api(hook, kling_api, kling_base_url):
+    kling_api.get(RESULT).respond(404, text="<html><body>Not Found</body></html>")
+
+    ok, message = hook.test_connection()
+
+    assert ok is False
+    assert message.startswith(f"{kling_base_url} does not answer like the Kling API: ")
 
 
 def test_test_connection_fails_without_a_request_when_the_key_is_empty(kling_conn, kling_api):

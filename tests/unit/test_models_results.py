@@ -29,7 +29,9 @@ DOCUMENTED_ANSWER = {
             "complete_time_ms": "",
         },
     },
-    "videos": [{"video_url": "https://cdn.example.com/v.mp4?X-Amz-Signature=1", "video_url_ttl": "3600", "video_type": "mp4"}],
+    "videos": [
+        {"video_url": "https://cdn.example.com/v.mp4?X-Amz-Sig=1", "video_url_ttl": "3600", "video_type": "mp4"}
+    ],
     "images": [],
     "audios": [],
 }
@@ -164,9 +166,7 @@ def test_summary_holds_the_task_id_model_status_videos_seed_and_timings(result_b
         "model": "kling-v3.0-std-t2v",
         "status": "TASK_STATUS_SUCCEED",
         "reason": None,
-        "videos": [
-            {"url": "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc", "ttl": 3600, "type": "mp4"}
-        ],
+        "videos": [{"url": "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc", "ttl": 3600, "type": "mp4"}],
         "seed": 158881667,
         "submit_time_ms": 1731000000000,
         "execute_time_ms": 1731000001000,
