@@ -10,7 +10,7 @@ CONSTRAINTS := constraints/airflow-3.3.txt
 STAMP := $(VENV)/.installed
 
 # pytest exits 5 when it collected nothing (e.g. a filter matched no test): not a failure here.
-PYTEST = $(BIN)/python -m pytest
+PYTEST = $(BIN)/python -m pytest --durations=15
 define run_pytest
 	$(PYTEST) $(1) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; else exit $$rc; fi; }
 endef
@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) hatchling editables
 	$(BIN)/pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -e ".[test]"
+	$(BIN)/python -m tools.check_pins $(CONSTRAINTS)
 	touch $(STAMP)
 
 # TaskFlow passes an XComArg where a @task function declares the value it will receive, which mypy

@@ -452,9 +452,9 @@ class KlingImageToVideoOperator(KlingSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, **kwargs)
-        self.image = image
+        self.image = _local_path_as_uri(image)
         self.prompt = prompt
-        self.end_image = end_image
+        self.end_image = _local_path_as_uri(end_image)
         self.multi_prompt = multi_prompt
         self.negative_prompt = negative_prompt
         self.duration = duration
@@ -509,7 +509,7 @@ class KlingMotionControlOperator(KlingSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, **kwargs)
-        self.image = image
+        self.image = _local_path_as_uri(image)
         self.video = video
         self.model_name = model_name
         self.character_orientation = character_orientation
@@ -528,3 +528,9 @@ def _unresolved(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_unresolved(item) for item in value)
     return not isinstance(value, (int, float, bool, bytes, Path, type(None)))
+
+
+def _local_path_as_uri(value: Any) -> Any:
+    """A ``pathlib.Path`` becomes a ``file://`` string: Airflow's templating calls ``.resolve(context)``
+    on any object that has a ``resolve`` method (as ``Path`` does), and a string serialises cleanly."""
+    return f"file://{value.absolute()}" if isinstance(value, Path) else value

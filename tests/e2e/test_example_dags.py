@@ -114,7 +114,11 @@ def test_synchronous_mode_polls_from_the_worker_and_never_defers(
 def test_submit_now_wait_later_with_the_sensor_pays_for_one_generation(
     airflow_stack: AirflowStack, sandbox: SandboxProcess
 ) -> None:
-    result = airflow_stack.run("example_kling_submit_then_wait")
+    # The sensor starts a few seconds after the submit: a longer render keeps its trigger from firing
+    # within the ~5 s defer/resume race window of Airflow 3.3.2.
+    result = airflow_stack.run(
+        "example_kling_submit_then_wait", conf={"prompt": "Lanterns over a lake [sandbox:seconds=15]"}
+    )
 
     assert_succeeded(result)
     dag_id, run_id = result.dag_id, result.run_id

@@ -260,7 +260,7 @@ def stored_video(uri: str) -> StoredVideo:
 
 
 def test_an_asset_outlet_gets_the_stored_videos_as_extra():
-    from airflow.sdk import Asset
+    from airflow.providers.common.compat.sdk import Asset
 
     asset = Asset("file:///videos/daily")
     events = FakeOutletEvents()
@@ -271,7 +271,7 @@ def test_an_asset_outlet_gets_the_stored_videos_as_extra():
 
 
 def test_an_asset_alias_outlet_gets_one_asset_event_per_video():
-    from airflow.sdk import AssetAlias
+    from airflow.providers.common.compat.sdk import AssetAlias
 
     alias = AssetAlias("kling-videos")
     events = FakeOutletEvents()

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
+try:  # Airflow 3.1+
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 2.11 and 3.0
+    from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 EXAMPLE_FILES = sorted(path for path in EXAMPLE_DAGS.glob("*.py") if not path.name.startswith("_"))

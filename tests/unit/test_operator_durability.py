@@ -24,7 +24,7 @@ from _fakes import (
     task_result,
     use_fake_connection,
 )
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_kling.exceptions import KlingError, KlingTransientError
 from airflow_provider_kling.operators.kling import KlingTextToVideoOperator

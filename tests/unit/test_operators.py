@@ -28,7 +28,7 @@ from _fakes import (
     use_fake_connection,
 )
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 from PIL import Image
 
 from airflow_provider_kling.exceptions import (

@@ -23,7 +23,7 @@ from _fakes import (
     use_fake_connection,
 )
 from airflow.providers.common.compat.sdk import AirflowFailException, PokeReturnValue
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_kling.exceptions import (
     KlingContentPolicyError,
