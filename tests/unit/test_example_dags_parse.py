@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 try:  # Airflow 3.1+
     from airflow.dag_processing.dagbag import DagBag
 except ImportError:  # Airflow 2.11 and 3.0

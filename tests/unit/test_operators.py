@@ -27,8 +27,7 @@ from _fakes import (
     task_result,
     use_fake_connection,
 )
-from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
 from PIL import Image
 
 from airflow_provider_kling.exceptions import (

@@ -22,8 +22,7 @@ from _fakes import (
     task_result,
     use_fake_connection,
 )
-from airflow.providers.common.compat.sdk import AirflowFailException, PokeReturnValue
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowFailException, PokeReturnValue, TaskDeferred
 
 from airflow_provider_kling.exceptions import (
     KlingContentPolicyError,
