@@ -89,16 +89,17 @@ def _connection(sandbox: SandboxProcess) -> str:
     return sandbox.airflow_connection(SANDBOX_API_KEY)
 
 
-@pytest.fixture(scope="session")
-def airflow_stack(sandbox: SandboxProcess) -> Iterator[AirflowStack]:
-    """One real Airflow stack for the session: ``example_dags/``, 2 worker slots, the sandbox connection.
+@pytest.fixture(scope="module")
+def airflow_stack(request: pytest.FixtureRequest, sandbox: SandboxProcess) -> Iterator[AirflowStack]:
+    """A real Airflow stack shared by a module's tests: ``example_dags/``, 2 worker slots, the sandbox.
 
-    Shared to save its start-up; tests that kill components must use :func:`airflow_stack_factory`.
+    Shared to save its start-up (about 10 s); module-scoped so it is not idling on the two cores while
+    other modules run stacks of their own. Tests that kill components use :func:`airflow_stack_factory`.
     """
     with AirflowStack(parallelism=2, connections={"kling_default": _connection(sandbox)}) as stack:
         yield stack
         stack.stop()  # before reading the peak: the sampler stops with the stack
-        _record("shared stack (example_dags)", stack)
+        _record(f"{request.module.__name__} shared stack", stack)
 
 
 @pytest.fixture(autouse=True)
