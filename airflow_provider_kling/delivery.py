@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from importlib import metadata
 from typing import Any
 
 import httpx
@@ -71,6 +72,41 @@ def normalise_output_path(output_path: str) -> str:
     return f"file://{value}"
 
 
+def storage_path(uri: str) -> ObjectStoragePath:
+    """``ObjectStoragePath(uri)``, or a clear error where this installation cannot build one.
+
+    Airflow 3.0's ``ObjectStoragePath`` refuses every URI once universal-pathlib 0.3 is installed, which
+    Airflow 3.0.x's own metadata allows (apache/airflow#56369): say so instead of an obscure TypeError.
+    """
+    try:
+        return ObjectStoragePath(uri)
+    except TypeError as err:
+        if "incompatible with ObjectStoragePath" not in str(err):
+            raise
+        raise KlingValidationError(
+            f"output_path={uri!r}: Airflow's ObjectStoragePath cannot open it with universal-pathlib "
+            f"{_distribution_version('universal-pathlib')} installed (apache/airflow#56369): install "
+            "universal-pathlib<0.3, as Airflow's constraints for 3.0 pin it"
+        ) from None
+
+
+def check_output_path(output_path: str) -> str:
+    """Normalise ``output_path`` and check that storage can be opened there (no I/O); return it normalised.
+
+    Called when a task starts, so that a path Airflow cannot handle fails before the generation is paid for.
+    """
+    uri = normalise_output_path(output_path)
+    storage_path(uri)
+    return uri
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:  # pragma: no cover - only named in an error message
+        return "?"
+
+
 def destinations(output_path: str, kling_task_id: str, count: int) -> list[ObjectStoragePath]:
     """Where each of ``count`` videos goes.
 
@@ -80,10 +116,10 @@ def destinations(output_path: str, kling_task_id: str, count: int) -> list[Objec
     base = normalise_output_path(output_path)
     if base.endswith("/"):
         return [
-            ObjectStoragePath(base + DEFAULT_FILE_NAME.format(kling_task_id=kling_task_id, index=_index(i, count)))
+            storage_path(base + DEFAULT_FILE_NAME.format(kling_task_id=kling_task_id, index=_index(i, count)))
             for i in range(count)
         ]
-    path = ObjectStoragePath(base)
+    path = storage_path(base)
     if count == 1:
         return [path]
     return [path.parent / f"{path.stem}-{i + 1}{path.suffix}" for i in range(count)]

@@ -219,6 +219,8 @@ def worker(spec_path: str) -> int:
     _build_triggers(spec["variant"], [], 0.0, 1.0)  # import everything before measuring
     task_ids = asyncio.run(submit_tasks(spec["url"], spec["generation_seconds"]))
     gc.collect()
+    if spec["gc_freeze"]:
+        gc.freeze()  # what a triggerer could do after start-up (Airflow's does not): see --gc-freeze
     rss_before = rss_bytes()
     monitor = StallMonitor()
     started = time.time()
@@ -315,12 +317,14 @@ def _measure(
             "poll_interval": poll_interval,
             "run_seconds": max(gens) + 2 * poll_interval * 6 + 30,
             "rss_limit_bytes": args.rss_limit_mib * MIB,
+            "gc_freeze": args.gc_freeze,
             "log_path": str(Path(tmp) / "trigger-log.jsonl"),
         }
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ)
         env["AIRFLOW_CONN_KLING_DEFAULT"] = connection_json(sandbox.url, max_polls_per_second=args.max_polls_per_second)
+        load_at_start = os.getloadavg()[0]
         sandbox_cpu_before = process_cpu_seconds(sandbox.pid)
         begun = time.time()
         completed = subprocess.run(
@@ -365,6 +369,7 @@ def _measure(
         "latency_max": max(latencies, default=math.nan),
         "sandbox_busy": sandbox_busy,
         "log_lines": log_lines,
+        "load_average": load_at_start,
     }
 
 
@@ -512,13 +517,35 @@ def main(argv: list[str] | None = None) -> int:
         default=3.0,
         help="measure the sandbox's capacity first with sandbox_throughput.py for this long (0: skip)",
     )
+    parser.add_argument(
+        "--vendor-latency",
+        type=float,
+        default=0.0,
+        help="make every sandbox poll answer after this many seconds (its slow-answer chaos, no CPU), as a "
+        "remote API would: shows what a thread pool or a connection pool caps (default 0)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() in each worker after start-up (Airflow's triggerer does not): moves the "
+        "start-up objects out of the garbage collector's full collections",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the generation times (default 7)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--plot", type=Path, help="write PNG plots to this directory (needs matplotlib)")
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="only redraw the --plot PNGs from a --json file of an earlier run"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker)
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot DIR")
+        for path in _plot(json.loads(args.replot.read_text())["rows"], args.plot):
+            print(f"plot: {path}")
+        return 0
 
     prepare_airflow_env()
     from airflow_provider_kling.sandbox import SandboxProcess
@@ -535,15 +562,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     creation = _client_creation_cost()
     print(f"One httpx client: {creation['cpu_ms']:.1f} ms CPU and {creation['kib']:.0f} KiB to create")
+    from airflow_provider_kling.hooks._shared_clients import polls_in_flight
+
     print(
-        f"Limiter: max_polls_per_second={args.max_polls_per_second:g} in the connection extra; generation "
-        f"{args.generation_seconds:g}-{args.generation_seconds * (1 + args.spread):g} s; RSS limit per run "
-        f"{args.rss_limit_mib} MiB"
+        f"kling: max_polls_per_second={args.max_polls_per_second:g} in the connection extra, so "
+        f"{polls_in_flight(args.max_polls_per_second)} polls in flight at most; to-thread: "
+        f"{min(32, (os.cpu_count() or 1) + 4)} threads (asyncio's default pool)"
+    )
+    print(
+        f"Generation {args.generation_seconds:g}-{args.generation_seconds * (1 + args.spread):g} s; vendor latency "
+        f"{args.vendor_latency:g} s; gc.freeze() after start-up: {'yes' if args.gc_freeze else 'no'}; RSS limit "
+        f"per run {args.rss_limit_mib} MiB"
     )
     rows: list[dict[str, Any]] = []
     sandbox_pid = None
     with SandboxProcess(api_key=API_KEY, log_level="warning", journal_limit=5_000_000) as sandbox:
         sandbox_pid = sandbox.pid
+        if args.vendor_latency > 0:
+            sandbox.configure(rate_slow=1.0, slow_seconds=args.vendor_latency, chaos_scope="poll")
         for n in args.n:
             poll_interval = max(args.poll_interval, n / args.target_poll_rate)
             gens = generation_seconds(

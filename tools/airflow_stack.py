@@ -452,6 +452,77 @@ class AirflowStack:
             events.extend(read_log_events(path))
         return events
 
+    # ------------------------------------------------------------------ faults and forensics
+
+    def task_runner_pids(self, ti_id: str) -> list[int]:
+        """Live processes running task instance ``ti_id``'s code (normally one).
+
+        Airflow 3.3's task runner (the process the supervisor forks to run the operator) sets its title to
+        ``airflow worker -- <task instance id>``; its supervisor's title is ``airflow worker --
+        LocalExecutor: <task>``, so matching the id exactly finds the runner and never the supervisor.
+        Only processes of this stack are considered.
+        """
+        title = f"airflow worker -- {ti_id}"
+        return [pid for pid in self.pids() if _cmdline(pid) == title]
+
+    def kill_task_runner(self, ti_id: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int:
+        """Send ``sig`` to the task runner of ``ti_id`` only (not its supervisor); return its PID.
+
+        Waits up to ``timeout`` seconds for the runner to appear (the task may still be starting), and
+        after a SIGKILL until it is gone.
+        """
+        found: list[int] = []
+
+        def started() -> bool:
+            found[:] = self.task_runner_pids(ti_id)
+            return bool(found)
+
+        self._wait(started, timeout, lambda: f"no task runner process for task instance {ti_id}", 0.2)
+        if len(found) != 1:
+            raise AirflowStackError(f"expected one task runner for {ti_id}, found {found}")
+        (pid,) = found
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            self._wait(lambda: not alive(pid), timeout, lambda: f"task runner {pid} survived SIGKILL", 0.1)
+        return pid
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite metadata database (Airflow's default ``sql_alchemy_conn`` in ``AIRFLOW_HOME``)."""
+        return self.home / "airflow.db"
+
+    def trigger_rows(self) -> list[dict[str, Any]]:
+        """Rows of the ``trigger`` table, read-only, with ``kwargs`` decrypted to its JSON text.
+
+        Airflow encrypts trigger kwargs with the Fernet key when one is set
+        (``AIRFLOW__CORE__FERNET_KEY`` in ``env``), so a byte search of the database file cannot see
+        inside them: this reads them as the triggerer does.
+        """
+        fernet_key = self.env.get("AIRFLOW__CORE__FERNET_KEY", "")
+        rows: list[dict[str, Any]] = []
+        for row in _sqlite_rows(self.db_path, "SELECT id, classpath, kwargs, triggerer_id FROM trigger ORDER BY id"):
+            kwargs = str(row["kwargs"])
+            if not kwargs.startswith("{") and fernet_key:
+                kwargs = _fernet_decrypt(fernet_key, kwargs)
+            rows.append({**row, "kwargs": kwargs})
+        return rows
+
+    def xcom_entries(self, dag_id: str = "~", run_id: str = "~") -> list[dict[str, Any]]:
+        """Every XCom of the matching runs (``~`` is any), each with its ``value`` as the API returns it."""
+        entries: list[dict[str, Any]] = []
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries"
+        while True:
+            page = self._get(path, params={"limit": 100, "offset": len(entries)})
+            entries.extend(page["xcom_entries"])
+            if not page["xcom_entries"] or len(entries) >= page["total_entries"]:
+                break
+        for entry in entries:
+            item = f"/dags/{entry['dag_id']}/dagRuns/{entry['run_id']}/taskInstances/{entry['task_id']}"
+            entry["value"] = self._get(
+                f"{item}/xcomEntries/{entry['key']}", params={"map_index": entry.get("map_index", -1)}
+            )["value"]
+        return entries
+
     # ------------------------------------------------------------------ internals
 
     def _build_env(
@@ -644,3 +715,36 @@ class _MemoryWatcher:
             # The set may grow while being copied (a component restarting): skip that sample.
             with contextlib.suppress(RuntimeError):
                 self.peak = max(self.peak, _pss_bytes(_pids_in_sessions(set(self._leaders))))
+
+
+def _cmdline(pid: int) -> str:
+    """A process's command line as one string (what ``setproctitle`` set, for Airflow's processes)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _sqlite_rows(path: Path, query: str, attempts: int = 20) -> list[dict[str, Any]]:
+    """Run a read-only query on a SQLite file another process writes (retried while it is locked)."""
+    import sqlite3
+
+    for attempt in range(attempts):
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(query)]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+    return []
+
+
+def _fernet_decrypt(key: str, token: str) -> str:
+    """Decrypt a value Airflow encrypted with ``[core] fernet_key`` (comma-separated keys allowed)."""
+    from cryptography.fernet import Fernet, MultiFernet  # installed with Airflow
+
+    fernet = MultiFernet([Fernet(part.encode()) for part in key.split(",")])
+    return fernet.decrypt(token.encode()).decode()

@@ -4,11 +4,17 @@ A triggerer runs every trigger in one event loop. Sharing the client means one c
 alive TLS connections) for thousands of triggers instead of a handshake per poll, and sharing the limiter
 means their polls together never exceed the connection's ``max_polls_per_second``, however many videos
 are in flight. The connection is looked up once per loop, by one trigger, while the others wait.
+
+A semaphore also caps the polls in flight at the pool's size, so polls beyond it queue on the semaphore
+(constant cost) instead of in httpx's pool, whose bookkeeping costs time proportional to the waiting
+requests times the connections on every request: with thousands of triggers polling at once (a restarted
+triggerer and a high ``max_polls_per_second``) that alone cost milliseconds of CPU per poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,8 +24,22 @@ from aiolimiter import AsyncLimiter
 
 from airflow_provider_kling.hooks.connection import ConnectionSettings
 
-#: Enough keep-alive connections for a busy triggerer, few enough to be polite to the vendor.
-POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+#: Round trip assumed when sizing the pool: enough connections for ``max_polls_per_second`` polls per
+#: second when each takes this long.
+ROUND_TRIP_ALLOWANCE = 0.5
+#: Bounds of the polls in flight per connection and loop: a few even at a low rate, and polite to the
+#: vendor (and cheap for httpx's pool, whose per-request work grows with its connections) at a high one.
+MIN_POLLS_IN_FLIGHT, MAX_POLLS_IN_FLIGHT = 4, 32
+
+
+def polls_in_flight(max_polls_per_second: float) -> int:
+    """How many polls may be in flight at once (and the pool's size) for a rate limit.
+
+    ``max_polls_per_second`` times :data:`ROUND_TRIP_ALLOWANCE`, within the bounds: 10 for the default
+    limit of 20 polls per second.
+    """
+    wanted = math.ceil(max_polls_per_second * ROUND_TRIP_ALLOWANCE)
+    return max(MIN_POLLS_IN_FLIGHT, min(MAX_POLLS_IN_FLIGHT, wanted))
 
 
 @dataclass
@@ -30,6 +50,8 @@ class SharedAsyncClient:
     settings: ConnectionSettings
     client: httpx.AsyncClient
     limiter: AsyncLimiter
+    #: Held for the duration of each request: at most the pool's size in flight (see the module docstring).
+    in_flight: asyncio.Semaphore
     _registry: dict[str, SharedAsyncClient] = field(repr=False)
 
     async def invalidate(self) -> None:
@@ -70,6 +92,7 @@ async def shared_async_client(
         entry = registry.get(conn_id)
         if entry is None:
             settings = await load_settings()
+            size = polls_in_flight(settings.max_polls_per_second)
             entry = SharedAsyncClient(
                 conn_id=conn_id,
                 settings=settings,
@@ -77,9 +100,10 @@ async def shared_async_client(
                     base_url=settings.base_url,
                     headers=settings.auth_headers,
                     timeout=settings.timeout,
-                    limits=POOL_LIMITS,
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 ),
                 limiter=poll_limiter(settings.max_polls_per_second),
+                in_flight=asyncio.Semaphore(size),
                 _registry=registry,
             )
             registry[conn_id] = entry

@@ -3,11 +3,16 @@
 host = base URL (empty means the vendor, ``https://api.novita.ai``), password = API key, extra holds
 optional tuning (``timeout``, ``max_polls_per_second``, ``allow_insecure_http``). The settings are a
 pydantic model with the key as a ``SecretStr``, so printing or logging them never shows it.
+
+The extra is read the way every Airflow version's connection form may have written it: plain keys
+(``timeout``), the ``extra__kling__timeout`` keys of connections saved by older Airflow 2 forms, string
+numbers from a text field, and empty or null values for a cleared field (which mean "the default").
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,7 +77,7 @@ def settings_from_connection(
             "connection's password field"
         )
     try:
-        options = ConnectionExtra.model_validate(extra or {})
+        options = ConnectionExtra.model_validate(extra_options(extra))
     except ValidationError as err:
         detail = format_validation_error(err).removeprefix("invalid request: ")
         raise KlingValidationError(f"connection {conn_id!r} extra: {detail}") from None
@@ -84,6 +89,24 @@ def settings_from_connection(
         timeout=options.timeout,
         max_polls_per_second=options.max_polls_per_second,
     )
+
+
+#: Prefix of the extra keys older Airflow 2 connection forms wrote (``extra__kling__timeout``).
+LEGACY_EXTRA_PREFIX = "extra__kling__"
+
+
+def extra_options(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The connection extra with every form's spelling of a field folded into its plain key.
+
+    A plain key wins over its ``extra__kling__`` twin, as in Airflow 2's own form. An empty string or
+    ``None`` means the field was left empty: the twin, or else the default, applies.
+    """
+    items = [(key, value) for key, value in (extra or {}).items() if value is not None and value != ""]
+    options = {key: value for key, value in items if not key.startswith(LEGACY_EXTRA_PREFIX)}
+    for key, value in items:
+        if key.startswith(LEGACY_EXTRA_PREFIX):
+            options.setdefault(key.removeprefix(LEGACY_EXTRA_PREFIX), value)
+    return options
 
 
 def normalise_base_url(conn_id: str, host: str | None, port: int | None, *, allow_insecure_http: bool = False) -> str:

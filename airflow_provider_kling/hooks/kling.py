@@ -11,7 +11,12 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-from airflow_provider_kling.connection_form import CONNECTION_FORM_FIELDS, CONNECTION_UI_BEHAVIOUR
+from airflow_provider_kling._compat import AIRFLOW_VERSION, log_degradation_once, native_async_connection_lookup
+from airflow_provider_kling.connection_form import (
+    CONNECTION_FORM_FIELDS,
+    connection_form_widgets,
+    legacy_ui_field_behaviour,
+)
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
     KlingConnectionError,
@@ -82,8 +87,20 @@ class KlingHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Labels of the connection form: host is the base URL, password the API key."""
-        return CONNECTION_UI_BEHAVIOUR
+        """Labels of the connection form: host is the base URL, password the API key.
+
+        Read by Airflow before 3.2; 3.2+ reads the same data from ``get_provider_info``.
+        """
+        return legacy_ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the connection form as WTForms fields (read by Airflow before 3.2).
+
+        Needs flask-appbuilder and WTForms, which Airflow 2 ships and Airflow 3.0/3.1 have when the FAB
+        provider is installed; without them those versions show the form without these fields.
+        """
+        return connection_form_widgets()
 
     @classmethod
     def get_connection_form_fields(cls) -> dict[str, Any]:
@@ -132,6 +149,13 @@ class KlingHook(BaseHook):
 
     async def _shared(self) -> SharedAsyncClient:
         async def load() -> ConnectionSettings:
+            if not native_async_connection_lookup():
+                log_degradation_once(
+                    "async-connection-lookup",
+                    "Airflow %s: Kling connections are read in a worker thread, once per connection and "
+                    "event loop (the native async connection lookup needs Airflow 3.3.2+)",
+                    AIRFLOW_VERSION,
+                )
             try:
                 conn = await get_async_connection(self.kling_conn_id, hook=self)
             except AirflowNotFoundException:
@@ -197,7 +221,7 @@ class KlingHook(BaseHook):
         async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
             with attempt:
                 shared = await self._shared()
-                async with shared.limiter:
+                async with shared.limiter, shared.in_flight:
                     response = await self._asend(shared, kling_task_id)
                 result = _parse_result(response, kling_task_id)
         return result

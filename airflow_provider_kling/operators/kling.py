@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
+from airflow_provider_kling._compat import AIRFLOW_VERSION, DURABLE_EXECUTION_SUPPORTED
 from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
-from airflow_provider_kling.delivery import normalise_output_path
+from airflow_provider_kling.delivery import check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
@@ -70,7 +70,8 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         six times ``poll_interval``).
     :param timeout: How long to wait for the video (``timedelta`` or seconds; default one hour). The
         Kling task keeps running after a timeout; a retry re-attaches to it.
-    :param durable: Re-attach on retries instead of paying again (Airflow 3.3+).
+    :param durable: Re-attach on retries instead of paying again (Airflow 3.3+; older versions log one
+        warning per try and submit anew, see docs/compatibility.md).
     :param output_path: Copy the video here once it is ready (templated ``ObjectStoragePath`` URI such as
         ``file:///data/{{ ds }}/{{ ti.map_index }}.mp4`` or ``s3://bucket/videos/``; a trailing ``/``
         names a folder). A JSON sidecar is written beside it, the return value gains ``stored``, and
@@ -111,7 +112,13 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(durable=durable, **kwargs)
+        if DURABLE_EXECUTION_SUPPORTED:
+            super().__init__(durable=durable, **kwargs)
+        else:
+            # The compat stand-in for ResumableJobMixin turns any `durable` into a Python warning at every
+            # DAG parse: leave it out, and say it once per try in the task log instead (see execute).
+            super().__init__(**kwargs)
+        self._durable_requested = durable
         self.output_path = output_path
         if output_path is not None and not wait_for_completion:
             raise KlingValidationError(
@@ -201,11 +208,14 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         """Validate, then submit (or re-attach to the generation an earlier try submitted) and wait."""
         self._request = self.build_request()
         if self.output_path:
-            self.output_path = normalise_output_path(self.output_path)  # fail before paying, not after
-        if self.durable and not AIRFLOW_V_3_3_PLUS:
+            self.output_path = check_output_path(self.output_path)  # fail before paying, not after
+        if self._durable_requested and not DURABLE_EXECUTION_SUPPORTED:
+            # Here, not in __init__: once per try, in the task log, and never at DAG parse time. A
+            # deferred task resumes in execute_complete, so a deferral does not repeat it.
             self.log.warning(
-                "durable=True needs Airflow 3.3+ (task state store): on this version a retry of this task "
-                "submits (and pays for) a new generation"
+                "durable=True needs Airflow 3.3+ (task state store); on Airflow %s a retry of this task "
+                "submits (and pays for) a new generation. Pass durable=False to silence this warning",
+                AIRFLOW_VERSION,
             )
         return self.execute_resumable(context)
 

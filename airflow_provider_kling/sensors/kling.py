@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_kling._completion import complete, event_result
-from airflow_provider_kling.delivery import normalise_output_path
+from airflow_provider_kling.delivery import check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
@@ -84,7 +84,7 @@ class KlingTaskSensor(BaseSensorOperator):
         if str(self.kling_task_id or "").strip() in ("", "None"):
             raise KlingError("kling_task_id is empty: did the submitting task push it to XCom?")
         if self.output_path:
-            self.output_path = normalise_output_path(self.output_path)
+            self.output_path = check_output_path(self.output_path)
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)

@@ -8,6 +8,10 @@
 * ``make_image`` draws a real JPEG/PNG/GIF/WebP in memory with Pillow.
 * ``result_body`` builds a Task Result answer the way the vendor sends it (numbers as strings).
 * ``close_shared_clients`` closes the async hook's shared clients at the end of an async test.
+* ``captured_logs`` collects what the provider logs, on every Airflow version (structlog on 3.3,
+  the standard ``logging`` module before).
+* ``_metadata_db`` (session, automatic) creates the SQLite metadata database of the Airflow versions
+  that need one (see ``tests/conftest.py``).
 
 Fixture names are prefixed or specific so that modules defining their own ``api`` or ``clock`` keep them.
 """
@@ -15,10 +19,14 @@ Fixture names are prefixed or specific so that modules defining their own ``api`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,6 +38,23 @@ KLING_API_KEY = "fake-key-123"
 VIDEO_URL = "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc"
 
 _real_async_sleep = asyncio.sleep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metadata_db() -> None:
+    """Create the empty SQLite metadata database of Airflow before 3.3, once per session.
+
+    Before 3.3 a connection that is not in the environment is looked up in the metadata database, and
+    building a ``Connection`` configures every ORM mapper, which needs all models imported first (the
+    environment-variable lookup otherwise fails quietly and falls through to the database).
+    """
+    if os.environ.get("_AIRFLOW_SKIP_DB_TESTS"):  # Airflow 3.3+: no database at all
+        return
+    import airflow.models
+    from airflow.utils import db
+
+    airflow.models.import_all_models()
+    db.initdb()
 
 
 ConnectionFactory = Callable[..., str]
@@ -199,3 +224,59 @@ async def close_shared_clients() -> AsyncIterator[None]:
 
     yield
     await aclose_shared_clients()
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One captured log call: its level (lower case) and its message with the arguments filled in."""
+
+    level: str
+    message: str
+
+
+class CapturedLogs:
+    """What was logged while the ``captured_logs`` fixture was active, whichever logging Airflow uses."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, structlog_entries: list[dict[str, Any]]) -> None:
+        self._caplog = caplog
+        self._structlog_entries = structlog_entries
+
+    @property
+    def lines(self) -> list[LogLine]:
+        """Every captured line: structlog's (Airflow 3.3) first, then the standard library's."""
+        lines = [LogLine(entry.get("log_level", ""), _structlog_message(entry)) for entry in self._structlog_entries]
+        lines += [LogLine(record.levelname.lower(), record.getMessage()) for record in self._caplog.records]
+        return lines
+
+    def messages(self, level: str | None = None, *, containing: str = "") -> list[str]:
+        """The messages at ``level`` (any, by default) that contain ``containing``."""
+        return [
+            line.message for line in self.lines if (level is None or line.level == level) and containing in line.message
+        ]
+
+
+def _structlog_message(entry: dict[str, Any]) -> str:
+    event = str(entry.get("event", ""))
+    args = entry.get("positional_args")
+    if args:
+        with contextlib.suppress(TypeError, ValueError):
+            return event % tuple(args)
+    return event
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[CapturedLogs]:
+    """Capture the provider's log lines on every Airflow version.
+
+    Airflow 3.3 logs through structlog (captured with ``structlog.testing``); 2.11 and 3.0 log through
+    the standard library (captured by ``caplog``), and 2.11 does not ship structlog at all.
+    """
+    caplog.set_level(logging.DEBUG)
+    try:
+        from structlog.testing import capture_logs
+    except ImportError:
+        capture: contextlib.AbstractContextManager[list[dict[str, Any]]] = contextlib.nullcontext([])
+    else:
+        capture = capture_logs()
+    with capture as structlog_entries:
+        yield CapturedLogs(caplog, structlog_entries)

@@ -150,6 +150,39 @@ def test_unknown_extras_are_ignored():
     assert settings(extra={"webhook": "https://example.com/hook"}).timeout == 30.0
 
 
+def test_extras_saved_by_an_older_airflow_2_form_under_prefixed_keys_are_read():
+    parsed = settings(
+        "http://10.0.0.5:8089",
+        extra={
+            "extra__kling__timeout": "7",
+            "extra__kling__max_polls_per_second": "2",
+            "extra__kling__allow_insecure_http": True,
+        },
+    )
+
+    assert (parsed.timeout, parsed.max_polls_per_second, parsed.base_url) == (7.0, 2.0, "http://10.0.0.5:8089")
+
+
+def test_a_plain_extra_key_wins_over_its_prefixed_twin():
+    assert settings(extra={"timeout": "9", "extra__kling__timeout": "7"}).timeout == 9.0
+
+
+def test_an_empty_plain_extra_key_falls_back_to_its_prefixed_twin():
+    assert settings(extra={"timeout": "", "extra__kling__timeout": "7"}).timeout == 7.0
+
+
+@pytest.mark.parametrize("empty", ["", None], ids=["empty-text-field", "null"])
+def test_a_cleared_form_field_means_the_default(empty):
+    parsed = settings(extra={"timeout": empty, "max_polls_per_second": empty, "allow_insecure_http": empty})
+
+    assert (parsed.timeout, parsed.max_polls_per_second) == (30.0, 20.0)
+
+
+def test_a_bad_prefixed_extra_is_refused_naming_the_field():
+    with pytest.raises(KlingValidationError, match=r"extra: timeout='abc': Input should be a valid number"):
+        settings(extra={"extra__kling__timeout": "abc"})
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -196,10 +229,16 @@ def test_the_hook_refuses_a_missing_connection_saying_how_to_create_it(kling_con
 def test_the_connection_form_labels_host_as_base_url_and_password_as_api_key():
     behaviour = KlingHook.get_ui_field_behaviour()
 
-    assert behaviour is CONNECTION_UI_BEHAVIOUR
     assert behaviour["relabeling"]["host"] == "Base URL"
     assert behaviour["relabeling"]["password"] == "API key"
-    assert {"schema", "login", "extra"} <= set(behaviour["hidden-fields"])
+    assert {"schema", "login", "extra"} <= set(behaviour["hidden_fields"])
+
+
+def test_the_hook_method_spells_the_declarative_form_behaviour_in_snake_case():
+    """Airflow before 3.2 requires ``hidden_fields``; 3.2+ reads ``hidden-fields`` from provider info."""
+    assert KlingHook.get_ui_field_behaviour() == {
+        key.replace("-", "_"): value for key, value in CONNECTION_UI_BEHAVIOUR.items()
+    }
 
 
 def test_the_connection_form_offers_the_documented_extras_with_their_defaults():

@@ -17,6 +17,7 @@ from airflow_provider_kling._completion import complete
 from airflow_provider_kling.assets import EXTRA_KEY, emit_video_asset_events
 from airflow_provider_kling.delivery import (
     StoredVideo,
+    check_output_path,
     copy_url_atomically,
     deliver_videos,
     destinations,
@@ -125,6 +126,29 @@ def test_several_videos_get_numbered_names(tmp_path):
 def test_an_unusable_output_path_is_refused_naming_the_field(bad):
     with pytest.raises(KlingValidationError, match="output_path="):
         normalise_output_path(bad)
+
+
+@pytest.fixture
+def storage_refusing_every_uri(monkeypatch):
+    """What Airflow 3.0's ObjectStoragePath does with universal-pathlib 0.3 installed (apache/airflow#56369)."""
+    import airflow_provider_kling.delivery as delivery
+
+    def refuse(uri: str) -> Any:
+        raise TypeError("ObjectStoragePath(...) detected protocol file which is incompatible with ObjectStoragePath.")
+
+    monkeypatch.setattr(delivery, "ObjectStoragePath", refuse)
+
+
+def test_storage_that_cannot_open_any_uri_is_reported_with_the_fix(storage_refusing_every_uri, tmp_path):
+    with pytest.raises(KlingValidationError) as info:
+        check_output_path(f"{tmp_path}/clip.mp4")
+
+    assert str(info.value).startswith(f"output_path='file://{tmp_path}/clip.mp4': ")
+    assert "install universal-pathlib<0.3" in str(info.value)
+
+
+def test_a_usable_output_path_is_checked_and_returned_normalised(tmp_path):
+    assert check_output_path(f"{tmp_path}/clip.mp4") == f"file://{tmp_path}/clip.mp4"
 
 
 def test_an_absolute_path_becomes_a_file_uri():
@@ -240,19 +264,20 @@ def test_memory_stays_bounded_whatever_the_video_size(tmp_path):
     assert peak < 16 * 1024 * 1024  # a few chunks, never the whole 64 MiB
 
 
-class FakeOutletEvents(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: Any) -> Any:
-        self[key] = accessor = FakeAccessor()
-        return accessor
+def outlet_events() -> Any:
+    """Airflow's own ``outlet_events`` of a task context (it moved to the Task SDK in Airflow 3)."""
+    try:
+        from airflow.sdk.execution_time.context import OutletEventAccessors
+    except ImportError:  # Airflow 2
+        from airflow.utils.context import OutletEventAccessors  # type: ignore[no-redef]
+    return OutletEventAccessors()
 
 
-class FakeAccessor:
-    def __init__(self) -> None:
-        self.extra: dict[str, Any] = {}
-        self.added: list[tuple[Any, dict[str, Any]]] = []
-
-    def add(self, asset: Any, extra: dict[str, Any]) -> None:
-        self.added.append((asset, extra))
+def alias_events(accessor: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(asset URI, extra)`` of each event added through an alias (Airflow 2 calls them Datasets)."""
+    if hasattr(accessor, "asset_alias_events"):
+        return [(event.dest_asset_key.uri, event.extra) for event in accessor.asset_alias_events]
+    return [(event["dest_dataset_uri"], event["extra"]) for event in accessor.dataset_alias_events]
 
 
 def stored_video(uri: str) -> StoredVideo:
@@ -263,7 +288,7 @@ def test_an_asset_outlet_gets_the_stored_videos_as_extra():
     from airflow.providers.common.compat.sdk import Asset
 
     asset = Asset("file:///videos/daily")
-    events = FakeOutletEvents()
+    events = outlet_events()
 
     emit_video_asset_events({"outlet_events": events}, [asset], [stored_video("file:///videos/daily/a.mp4")])
 
@@ -274,14 +299,32 @@ def test_an_asset_alias_outlet_gets_one_asset_event_per_video():
     from airflow.providers.common.compat.sdk import AssetAlias
 
     alias = AssetAlias("kling-videos")
-    events = FakeOutletEvents()
+    events = outlet_events()
 
     emit_video_asset_events(
         {"outlet_events": events}, [alias], [stored_video("file:///v/a.mp4"), stored_video("file:///v/b.mp4")]
     )
 
-    assert [asset.uri for asset, _ in events[alias].added] == ["file:///v/a.mp4", "file:///v/b.mp4"]
-    assert events[alias].added[0][1]["sha256"] == "ab"
+    added = alias_events(events[alias])
+    assert [uri for uri, _ in added] == ["file:///v/a.mp4", "file:///v/b.mp4"]
+    assert added[0][1]["sha256"] == "ab"
+
+
+def test_the_asset_events_are_logged_in_the_running_airflows_words(captured_logs):
+    """Airflow 2 calls them Datasets: the log line says what the user's Airflow shows."""
+    from airflow.providers.common.compat.sdk import Asset, AssetAlias
+
+    from airflow_provider_kling._compat import AIRFLOW_V_3_0_PLUS
+
+    term = "Asset" if AIRFLOW_V_3_0_PLUS else "Dataset"
+    emit_video_asset_events(
+        {"outlet_events": outlet_events()},
+        [Asset("file:///videos/daily"), AssetAlias("kling-videos")],
+        [stored_video("file:///videos/daily/a.mp4")],
+    )
+
+    assert captured_logs.messages("info", containing=f"{term} file:///videos/daily: its event lists the 1 stored")
+    assert captured_logs.messages("info", containing=f"{term} alias 'kling-videos': one {term} event per stored")
 
 
 def test_completing_with_an_output_path_adds_stored_and_points_the_link_at_the_video(cdn, tmp_path):

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import airflow_provider_kling.hooks.kling as hook_module
+from airflow_provider_kling import _compat
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
     KlingNotFoundError,
@@ -124,6 +125,27 @@ async def test_the_connection_is_looked_up_once_for_50_concurrent_first_calls(
 
     assert lookups == ["kling_default"]
     assert len(results) == route.call_count == 50
+
+
+async def test_the_connection_lookup_path_is_logged_once_per_process(
+    kling_conn, kling_api, result_body, captured_logs, monkeypatch
+):
+    """Before Airflow 3.3.2 compat reads connections in a worker thread: said once, not per trigger."""
+    monkeypatch.setattr(_compat, "_logged_once", set())
+    kling_conn("kling_other", password="other-key")
+    kling_api.get(RESULT).respond(200, json=result_body())
+
+    for conn_id in ("kling_default", "kling_other", "kling_default"):
+        await KlingHook(conn_id).aget_task_result("kt-1")
+    await aclose_shared_clients()
+    await KlingHook().aget_task_result("kt-1")  # a fresh client reads the connection again
+
+    said = captured_logs.messages(containing="connections are read in a worker thread")
+    if _compat.native_async_connection_lookup():
+        assert said == []
+    else:
+        assert len(said) == 1
+        assert "native async connection lookup needs Airflow 3.3.2+" in said[0]
 
 
 async def test_each_connection_id_has_its_own_client_and_key(kling_conn, kling_api, result_body):

@@ -172,6 +172,20 @@ def test_a_prompt_that_renders_empty_is_rejected_at_execute(api, submit_route):
     assert not submit_route.called
 
 
+def test_an_output_path_storage_cannot_open_fails_before_paying(api, submit_route, monkeypatch, tmp_path):
+    import airflow_provider_kling.delivery as delivery
+
+    def refuse(uri: str) -> Any:
+        raise TypeError("ObjectStoragePath(...) detected protocol file which is incompatible with ObjectStoragePath.")
+
+    monkeypatch.setattr(delivery, "ObjectStoragePath", refuse)
+    operator = text_to_video(prompt="a fox", output_path=f"{tmp_path}/fox.mp4")
+
+    with pytest.raises(KlingValidationError, match=r"universal-pathlib<0\.3"):
+        operator.execute(make_context())
+    assert not submit_route.called
+
+
 def test_rendered_templates_are_what_is_submitted(clock, submit_route):
     operator = text_to_video(prompt="{{ params.p }}", duration="{{ params.d }}", wait_for_completion=False)
     operator.render_template_fields({"params": {"p": "a fox in snow", "d": 5}})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import sys
+import types
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ import jsonschema
 import pytest
 
 from airflow_provider_kling import __version__
+from airflow_provider_kling._compat import AIRFLOW_V_3_2_PLUS
+from airflow_provider_kling.connection_form import CONNECTION_FORM_FIELDS
 from airflow_provider_kling.get_provider_info import get_provider_info
 from airflow_provider_kling.hooks.kling import KlingHook
 
@@ -97,22 +102,85 @@ def test_the_connection_form_relabels_host_as_base_url_and_password_as_api_key()
 
     assert behaviour["relabeling"]["host"] == "Base URL"
     assert behaviour["relabeling"]["password"] == "API key"
-    assert "login" in behaviour["hidden-fields"]
+    assert "login" in behaviour["hidden_fields"]
 
 
 def test_the_connection_form_behaviour_is_the_one_airflow_reads_from_provider_info():
     (connection,) = get_provider_info()["connection-types"]
 
-    assert connection["ui-field-behaviour"] == KlingHook.get_ui_field_behaviour()
+    declarative = {key.replace("-", "_"): value for key, value in connection["ui-field-behaviour"].items()}
+    assert declarative == KlingHook.get_ui_field_behaviour()
     assert connection["conn-fields"] == KlingHook.get_connection_form_fields()
 
 
-def test_the_connection_form_behaviour_validates_against_airflows_schema():
-    behaviour = {key.replace("-", "_"): value for key, value in KlingHook.get_ui_field_behaviour().items()}
+def test_the_hook_form_behaviour_validates_against_airflows_schema_as_it_is():
+    """Airflow before 3.2 validates the hook method's answer unchanged, and drops it if invalid."""
+    jsonschema.validate(KlingHook.get_ui_field_behaviour(), schema("customized_form_field_behaviours.schema.json"))
 
-    jsonschema.validate(behaviour, schema("customized_form_field_behaviours.schema.json"))
+
+class _Field:
+    """A stand-in WTForms field that remembers how it was built."""
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        self.label = label
+        self.kwargs = kwargs
 
 
+def _module(name: str, **attributes: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    return module
+
+
+@pytest.fixture
+def fake_form_libraries(monkeypatch):
+    """flask-appbuilder, flask-babel and WTForms stand-ins, whether or not the real ones are installed."""
+    fields = {kind: type(kind, (_Field,), {}) for kind in ("StringField", "BooleanField")}
+    modules = {
+        "wtforms": _module("wtforms", **fields),
+        "wtforms.validators": _module("wtforms.validators", Optional=type("Optional", (), {})),
+        "flask_babel": _module("flask_babel", lazy_gettext=lambda text: f"i18n:{text}"),
+        "flask_appbuilder": _module("flask_appbuilder"),
+        "flask_appbuilder.fieldwidgets": _module(
+            "flask_appbuilder.fieldwidgets",
+            BS3TextFieldWidget=type("BS3TextFieldWidget", (), {}),
+        ),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return fields
+
+
+def test_the_widget_form_of_older_airflow_has_one_field_per_declarative_field(fake_form_libraries):
+    widgets = KlingHook.get_connection_form_widgets()
+
+    assert list(widgets) == list(CONNECTION_FORM_FIELDS)
+    for name, widget in widgets.items():
+        assert widget.label == f"i18n:{CONNECTION_FORM_FIELDS[name]['label']}"
+
+
+def test_the_widget_form_takes_numbers_as_text_with_the_declared_default(fake_form_libraries):
+    """Airflow before 3.2 only accepts text, password, integer and boolean fields: a float is text."""
+    widgets = KlingHook.get_connection_form_widgets()
+
+    assert type(widgets["timeout"]).__name__ == "StringField"
+    assert widgets["timeout"].kwargs["default"] == "30.0"
+    assert type(widgets["max_polls_per_second"]).__name__ == "StringField"
+    assert type(widgets["allow_insecure_http"]).__name__ == "BooleanField"
+    assert widgets["allow_insecure_http"].kwargs["default"] is False
+
+
+def _form_libraries_missing() -> str:
+    missing = [name for name in ("wtforms", "flask_appbuilder") if importlib.util.find_spec(name) is None]
+    return ", ".join(missing)
+
+
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_2_PLUS and bool(_form_libraries_missing()),
+    reason=f"Airflow before 3.2 builds connection forms with flask-appbuilder and WTForms, and "
+    f"{_form_libraries_missing() or 'they'} are not installed here: it then shows no provider's extra "
+    "fields (the FAB provider brings them)",
+)
 def test_airflows_providers_manager_registers_the_kling_hook_and_form():
     from airflow.providers_manager import ProvidersManager
 

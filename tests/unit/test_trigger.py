@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import time
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from _fakes import (
     API_KEY,
     FAILED,
@@ -32,6 +32,8 @@ from airflow_provider_kling.triggers.kling import KlingTaskTrigger
 KLING_TASK_ID = "kt-1"
 #: Real seconds a test may take before it is called hung (the fake clock never waits for real).
 HANG = 5.0
+#: ``asyncio.sleep`` before the fake clock replaces it: for a test that must let real time pass.
+REAL_ASYNC_SLEEP = asyncio.sleep
 
 
 @pytest.fixture(autouse=True)
@@ -307,17 +309,16 @@ async def test_two_copies_of_one_trigger_both_finish(clock, result_route):
 # -- progress and pacing -----------------------------------------------------------------------------
 
 
-async def test_logs_status_progress_and_eta_on_every_poll(clock, result_route):
+async def test_logs_status_progress_and_eta_on_every_poll(clock, result_route, captured_logs):
     result_route.side_effect = answers(
         task_result(QUEUED),
         task_result(PROCESSING, progress=35, eta="42"),
         task_result(SUCCEED, progress=0),
     )
 
-    with structlog.testing.capture_logs() as logs:
-        await first_event(make_trigger(clock))
+    await first_event(make_trigger(clock))
 
-    lines = [entry["event"] for entry in logs if KLING_TASK_ID in entry["event"] and "status=" in entry["event"]]
+    lines = [line for line in captured_logs.messages(containing=KLING_TASK_ID) if "status=" in line]
     assert lines == [
         f"Kling task {KLING_TASK_ID}: status=TASK_STATUS_QUEUED progress=? eta=?",
         f"Kling task {KLING_TASK_ID}: status=TASK_STATUS_PROCESSING progress=35% eta=42s",
@@ -408,14 +409,36 @@ async def test_a_trigger_rebuilt_after_its_deadline_times_out(clock, result_rout
     assert not result_route.called
 
 
-async def test_on_kill_logs_the_kling_task_that_keeps_running(clock):
-    with structlog.testing.capture_logs() as logs:
-        await make_trigger(clock).on_kill()
+async def test_on_kill_logs_the_kling_task_that_keeps_running(clock, captured_logs):
+    await make_trigger(clock).on_kill()
 
-    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
-    assert len(warnings) == 1
-    assert KLING_TASK_ID in warnings[0]["event"]
-    assert "keeps rendering" in warnings[0]["event"]
+    (warning,) = captured_logs.messages("warning")
+    assert KLING_TASK_ID in warning
+    assert "keeps rendering" in warning
+
+
+async def test_a_cancelled_trigger_says_once_what_it_means_where_on_kill_is_never_called(
+    clock, result_route, captured_logs
+):
+    """Before Airflow 3.3 a killed task only cancels its trigger: the cancellation is the only signal."""
+    from airflow_provider_kling._compat import TRIGGER_ON_KILL_SUPPORTED
+
+    result_route.respond(200, json=task_result(PROCESSING))
+    waiting = asyncio.ensure_future(make_trigger(clock, end_time=clock.now + 10**9).run().__anext__())
+    hang_at = time.monotonic() + HANG
+    while not result_route.called and time.monotonic() < hang_at:
+        await REAL_ASYNC_SLEEP(0.001)
+    waiting.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    said = captured_logs.messages(containing="cancelled")
+    if TRIGGER_ON_KILL_SUPPORTED:
+        assert said == []  # on_kill speaks for a killed task; any other cancellation is routine
+    else:
+        assert len(said) == 1
+        assert KLING_TASK_ID in said[0]
+        assert "may keep rendering" in said[0]
 
 
 # -- unusable connections ----------------------------------------------------------------------------
