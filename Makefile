@@ -98,11 +98,16 @@ unit-2.11 unit-3.0: unit-%: .venv-%/.installed
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; else exit $$rc; fi; }
 
 # Re-resolve a leg's pins in a scratch venv (needs the package index); review the diff before committing.
-# Resolving the project itself (".[test]") keeps the pins in step with pyproject.toml.
+# Resolving the project itself (".[test]") keeps the pins in step with pyproject.toml. Left alone, pip
+# backtracks for many minutes through old releases of the AWS libraries the [s3] extra brings (seen with
+# 2.11): it starts from their versions pinned for Airflow 3.3, a set known to fit together.
+AWS_FAMILY := apache-airflow-providers-amazon|aiobotocore|boto3|botocore|moto|s3fs|s3transfer
 constraints-2.11 constraints-3.0: constraints-%:
 	rm -rf .venv-constraints-$*
 	$(PYTHON) -m venv .venv-constraints-$*
-	.venv-constraints-$*/bin/pip install --quiet $(RESOLVE_$*) -e ".[test]" hatchling editables
+	grep -E '^($(AWS_FAMILY))==' $(CONSTRAINTS) > .venv-constraints-$*/aws-hints.txt
+	.venv-constraints-$*/bin/pip install --quiet -c .venv-constraints-$*/aws-hints.txt $(RESOLVE_$*) \
+		-e ".[test]" hatchling editables
 	{ grep '^#' constraints/airflow-$*.txt; \
 	  .venv-constraints-$*/bin/pip freeze | grep -v -i -E '^(-e |#|airflow-provider-kling)'; } > constraints/airflow-$*.txt.new
 	mv constraints/airflow-$*.txt.new constraints/airflow-$*.txt

@@ -120,11 +120,13 @@ def complete(
     request: Mapping[str, Any] | None,
     refresh: Callable[[], TaskResult],
     outlets: Iterable[Any] = (),
+    output_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """Finish a generation: raise if it failed, else store the videos (when asked) and describe them.
 
     With ``output_path`` every video is copied to storage with a sidecar (see
-    :mod:`airflow_provider_kling.delivery`), the summary gains ``stored``, and the task's outlets get
+    :mod:`airflow_provider_kling.delivery`), written with ``output_conn_id`` when given (else the
+    connection named in ``output_path``, if any), the summary gains ``stored``, and the task's outlets get
     asset events. The ``kling_video_url`` XCom (read by the "Kling video" extra link) points at the
     stored copy when it is web-reachable, else at the vendor's signed URL.
     """
@@ -135,7 +137,13 @@ def complete(
         ti = context.get("ti")
         facts = {name: getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
         stored = deliver_videos(
-            result, output_path, refresh=refresh, model=model, request=request, context_facts={"airflow": facts}
+            result,
+            output_path,
+            refresh=refresh,
+            model=model,
+            request=request,
+            context_facts={"airflow": facts},
+            conn_id=output_conn_id,
         )
         summary["stored"] = [video.model_dump(mode="json") for video in stored]
         emit_video_asset_events(context, outlets, stored)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -42,12 +43,19 @@ class UrlExpiredError(KlingTransientError):
 
 
 class StoredVideo(BaseModel):
-    """Where one video landed, and the facts written to its sidecar."""
+    """Where one video landed, and the facts written to its sidecar.
+
+    ``uri`` and ``sidecar_uri`` name the objects without a connection id (``s3://bucket/key``, also when
+    ``output_path`` was ``s3://my_conn@bucket/...``), so they are stable asset URIs; ``conn_id`` is the
+    Airflow connection they were written with (``None``: the scheme's default credentials). Open one
+    again with ``ObjectStoragePath(uri, conn_id=conn_id)``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     uri: str
     sidecar_uri: str
+    conn_id: str | None = None
     size_bytes: int
     sha256: str
     kling_task_id: str
@@ -72,14 +80,33 @@ def normalise_output_path(output_path: str) -> str:
     return f"file://{value}"
 
 
-def storage_path(uri: str) -> ObjectStoragePath:
-    """``ObjectStoragePath(uri)``, or a clear error where this installation cannot build one.
+def uri_conn_id(uri: str) -> str | None:
+    """The connection id a storage URI names in its user part (``s3://my_conn@bucket/key``), if any."""
+    userinfo, _, _ = urlsplit(uri).netloc.rpartition("@")
+    return userinfo or None
+
+
+def check_conn_id(uri: str, conn_id: str | None) -> str | None:
+    """The connection to write ``uri`` with: ``conn_id`` or the one named in the URI, which must agree.
+
+    Raises :class:`KlingValidationError` when both are given and differ.
+    """
+    named = uri_conn_id(uri)
+    if conn_id and named and named != conn_id:
+        raise KlingValidationError(
+            f"output_path={uri!r} names connection {named!r} but output_conn_id={conn_id!r}: give one of them"
+        )
+    return conn_id or named
+
+
+def storage_path(uri: str, conn_id: str | None = None) -> ObjectStoragePath:
+    """``ObjectStoragePath(uri, conn_id=conn_id)``, or a clear error where this installation cannot build one.
 
     Airflow 3.0's ``ObjectStoragePath`` refuses every URI once universal-pathlib 0.3 is installed, which
     Airflow 3.0.x's own metadata allows (apache/airflow#56369): say so instead of an obscure TypeError.
     """
     try:
-        return ObjectStoragePath(uri)
+        return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
     except TypeError as err:
         if "incompatible with ObjectStoragePath" not in str(err):
             raise
@@ -90,13 +117,31 @@ def storage_path(uri: str) -> ObjectStoragePath:
         ) from None
 
 
-def check_output_path(output_path: str) -> str:
+def check_output_path(output_path: str, conn_id: str | None = None) -> str:
     """Normalise ``output_path`` and check that storage can be opened there (no I/O); return it normalised.
 
-    Called when a task starts, so that a path Airflow cannot handle fails before the generation is paid for.
+    Called when a task starts, so that a path Airflow cannot handle (or a connection id given twice,
+    differently) fails before the generation is paid for.
     """
     uri = normalise_output_path(output_path)
-    storage_path(uri)
+    storage_path(uri, check_conn_id(uri, conn_id))
+    return uri
+
+
+def path_conn_id(path: ObjectStoragePath) -> str | None:
+    """The connection ``path`` is opened with (a storage option before Airflow 3.1, an attribute since)."""
+    conn_id = getattr(path, "conn_id", None)
+    if conn_id is None:
+        conn_id = (getattr(path, "storage_options", None) or {}).get("conn_id")
+    return conn_id or None
+
+
+def location(path: ObjectStoragePath) -> str:
+    """The URI of ``path`` without the connection id ``ObjectStoragePath`` puts in it (``s3://bucket/key``)."""
+    uri = str(path)
+    conn_id = path_conn_id(path)
+    if conn_id:
+        uri = uri.replace(f"://{conn_id}@", "://", 1)
     return uri
 
 
@@ -107,19 +152,22 @@ def _distribution_version(name: str) -> str:
         return "?"
 
 
-def destinations(output_path: str, kling_task_id: str, count: int) -> list[ObjectStoragePath]:
-    """Where each of ``count`` videos goes.
+def destinations(
+    output_path: str, kling_task_id: str, count: int, conn_id: str | None = None
+) -> list[ObjectStoragePath]:
+    """Where each of ``count`` videos goes, opened with ``conn_id`` (or the connection the URI names).
 
     ``output_path`` ending in ``/`` is a folder (files are named after the Kling task id). A file name
     with several videos gets ``-1``, ``-2``... before its suffix.
     """
     base = normalise_output_path(output_path)
+    conn_id = check_conn_id(base, conn_id)
     if base.endswith("/"):
         return [
-            storage_path(base + DEFAULT_FILE_NAME.format(kling_task_id=kling_task_id, index=_index(i, count)))
+            storage_path(base + DEFAULT_FILE_NAME.format(kling_task_id=kling_task_id, index=_index(i, count)), conn_id)
             for i in range(count)
         ]
-    path = storage_path(base)
+    path = storage_path(base, conn_id)
     if count == 1:
         return [path]
     return [path.parent / f"{path.stem}-{i + 1}{path.suffix}" for i in range(count)]
@@ -138,10 +186,14 @@ def deliver_videos(
     request: Mapping[str, Any] | None = None,
     context_facts: Mapping[str, Any] | None = None,
     max_attempts: int = 5,
+    conn_id: str | None = None,
 ) -> list[StoredVideo]:
     """Copy every video of a succeeded ``result`` to ``output_path``; return where each landed.
 
     :param refresh: Returns a fresh Task Result (new signed URLs) when a URL has expired.
+    :param conn_id: The Airflow connection to write with (e.g. an ``aws`` connection for ``s3://``);
+        default: the one named in ``output_path`` (``s3://my_conn@bucket/...``), else the scheme's default
+        credentials.
     :param request: The request body, recorded in the sidecar (inline images by size and hash only).
     :param context_facts: Extra facts for the sidecar (e.g. dag_id, run_id, task_id, map_index).
 
@@ -150,7 +202,7 @@ def deliver_videos(
         stored = deliver_videos(result, "file:///data/2026-11-22/teaser.mp4", refresh=lambda: hook.get_task_result(id))
     """
     kling_task_id = result.task.task_id
-    targets = destinations(output_path, kling_task_id, len(result.videos))
+    targets = destinations(output_path, kling_task_id, len(result.videos), conn_id)
     urls = _SignedUrls(result, refresh)
     stored = []
     with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client:
@@ -173,16 +225,20 @@ def deliver_videos(
                         "complete": result.extra.debug_info.complete_time_ms,
                     },
                     "stored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "uri": str(target),
+                    "uri": location(target),
+                    "conn_id": path_conn_id(target),
                     "provider_version": __version__,
                     **dict(context_facts or {}),
                 },
             )
-            log.info("Stored Kling video %s (%d bytes, sha256 %s) at %s", kling_task_id, size, digest[:12], target)
+            log.info(
+                "Stored Kling video %s (%d bytes, sha256 %s) at %s", kling_task_id, size, digest[:12], location(target)
+            )
             stored.append(
                 StoredVideo(
-                    uri=str(target),
-                    sidecar_uri=str(sidecar),
+                    uri=location(target),
+                    sidecar_uri=location(sidecar),
+                    conn_id=path_conn_id(target),
                     size_bytes=size,
                     sha256=digest,
                     kling_task_id=kling_task_id,

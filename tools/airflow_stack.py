@@ -415,6 +415,44 @@ class AirflowStack:
                 return json.loads(value)
         return value
 
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id`` (``dag_run_id``, ``state``, ``run_type``, ...), oldest first."""
+        runs: list[dict[str, Any]] = []
+        while True:
+            page = self._get(
+                f"/dags/{dag_id}/dagRuns", params={"limit": 100, "offset": len(runs), "order_by": "run_after"}
+            )
+            runs.extend(page["dag_runs"])
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                break
+        return runs
+
+    def asset_events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Asset events, oldest first, filtered as the REST API allows (``source_dag_id``, ``source_run_id``,
+        ``asset_id``, ...). Each has its ``extra`` and the ``created_dagruns`` it triggered."""
+        events: list[dict[str, Any]] = []
+        while True:
+            params = {**filters, "limit": 100, "offset": len(events), "order_by": "timestamp"}
+            page = self._get("/assets/events", params=params)
+            events.extend(page["asset_events"])
+            if not page["asset_events"] or len(events) >= page["total_entries"]:
+                break
+        return events
+
+    def extra_links(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, str | None]:
+        """The extra links of a task instance as the UI gets them (``{"link name": url}``)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return dict(self._get(path, params={"map_index": map_index})["extra_links"])
+
+    def wait_until(
+        self, condition: Callable[[], bool], timeout: float, describe: Callable[[], str], poll_interval: float = 0.5
+    ) -> None:
+        """Poll ``condition`` until it holds; raise :class:`AirflowStackError` with ``describe()`` at the deadline.
+
+        Also fails at once when a component died, and asks again while the API is briefly unavailable.
+        """
+        self._wait(condition, timeout, describe, poll_interval)
+
     # ------------------------------------------------------------------ logs
 
     def log_path(self, component: str, start: int = 1) -> Path:

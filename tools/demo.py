@@ -2,8 +2,9 @@
 
 Starts the sandbox (a local stand-in for the Kling API) and an Airflow stack (api-server, scheduler,
 dag-processor, triggerer; LocalExecutor, SQLite, 2 worker slots), runs
-``example_dags/example_kling_content_pipeline.py`` end to end, prints where each video landed and how
-long it took, and stops everything it started, also on Ctrl-C or an error. Logs stay in ``.demo/``.
+``example_dags/example_kling_content_pipeline.py`` end to end, prints where each video was stored and
+how long it took, waits for ``example_kling_publish_videos`` (scheduled on the videos' asset) to verify
+them, and stops everything it started, also on Ctrl-C or an error. Logs and videos stay in ``.demo/``.
 
 Run from the repository root: ``python -m tools.demo [--prompt TEXT ...] [--keep-running]``.
 """
@@ -16,19 +17,22 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from airflow_provider_kling.sandbox.process import SandboxProcess
-from tools.airflow_stack import REPO_ROOT, AirflowStack, RunResult
+from tools.airflow_stack import REPO_ROOT, TERMINAL_RUN_STATES, AirflowStack, AirflowStackError, RunResult
 
 DAG_ID = "example_kling_content_pipeline"
+PUBLISH_DAG_ID = "example_kling_publish_videos"
+PUBLISH_TIMEOUT = 120.0
 DEMO_DIR = REPO_ROOT / ".demo"
 API_KEY = "sandbox-key"  # the sandbox's fake key; a real run puts a Novita key in the connection
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; returns the process exit code (0 when every video was generated)."""
+    """Run the demo; returns the process exit code (0 when every video was generated, stored and published)."""
     args = _parse_args(argv)
     started = time.monotonic()
     # Ctrl-C and SIGTERM (e.g. from a CI runner) unwind through the context managers, which stop every
@@ -53,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 conf = {"prompts": args.prompt} if args.prompt else {}
                 print(f"Running {DAG_ID}...")
                 result = stack.run(DAG_ID, conf=conf, timeout=args.timeout)
-                ok = _report(stack, result)
+                ok = _report(stack, result) and _report_publishing(stack, result)
                 if args.keep_running:
                     print(f"\nAirflow UI: {stack.base_url} (no login needed). Ctrl-C stops everything.")
                     while True:
@@ -62,12 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted: everything the demo started has been stopped.")
         return 130
-    print(f"Demo finished in {time.monotonic() - started:.1f} s. Logs: {home.relative_to(REPO_ROOT)}/")
+    print(
+        f"Demo finished in {time.monotonic() - started:.1f} s. Logs: {home.relative_to(REPO_ROOT)}/, "
+        f"videos: {home.relative_to(REPO_ROOT)}/kling_videos/"
+    )
     return 0 if ok else 1
 
 
 def _report(stack: AirflowStack, result: RunResult) -> bool:
-    """Print each video's prompt, URL and timings; return whether the run succeeded."""
+    """Print where each video was stored and how long it took; return whether the run succeeded."""
     mapped = sorted((ti for ti in result.task_instances if ti.task_id == "generate"), key=lambda t: t.map_index)
     print(f"Run {result.state} in {result.seconds:.1f} s: {len(mapped)} video(s)\n")
     render_total = 0.0
@@ -80,16 +87,59 @@ def _report(stack: AirflowStack, result: RunResult) -> bool:
         video = stack.xcom(result.dag_id, result.run_id, "generate", map_index=ti.map_index)
         render = _seconds_between(video.get("submit_time_ms"), video.get("complete_time_ms"))
         render_total += render or 0.0
-        print(f"     video: {video['videos'][0]['url']}")
+        for stored in video.get("stored", []):
+            size, digest = stored["size_bytes"], stored["sha256"]
+            print(f"     stored: {_where(stored['uri'])} ({size:,} bytes, sha256 {digest[:12]}...)")
+            print(f"     sidecar: {_where(stored['sidecar_uri'])}")
         rendered = f"rendered in {render:.1f} s" if render is not None else "rendered"
-        print(f"     {rendered} (Kling task {video['kling_task_id']}); Airflow task took {ti.raw['duration']:.1f} s")
+        print(
+            f"     {rendered} by Kling (task {video['kling_task_id']}); "
+            f"the Airflow task took {ti.raw['duration']:.1f} s, copy included"
+        )
     if result.state == "success" and len(mapped) > 1:
         print(
             f"\n{len(mapped)} videos in {result.seconds:.1f} s, all rendering at once; "
             f"one after another they would have taken {render_total:.0f} s of rendering alone."
         )
-    print("(Video URLs are signed and expire, like the vendor's: copy the files somewhere durable.)")
     return result.state == "success"
+
+
+def _report_publishing(stack: AirflowStack, result: RunResult) -> bool:
+    """Wait for the asset-scheduled publish DAG to handle this run's videos; print what it verified."""
+    events: list[dict[str, Any]] = []
+    runs: set[str] = set()
+
+    def all_published() -> bool:
+        events[:] = stack.asset_events(source_dag_id=result.dag_id, source_run_id=result.run_id)
+        runs.clear()
+        runs.update(run["run_id"] for event in events for run in event["created_dagruns"])
+        return all(event["created_dagruns"] for event in events) and all(
+            stack.run_state(PUBLISH_DAG_ID, run) in TERMINAL_RUN_STATES for run in runs
+        )
+
+    print(f"\nWaiting for {PUBLISH_DAG_ID} (scheduled on the videos' asset)...")
+    try:
+        stack.wait_until(all_published, PUBLISH_TIMEOUT, lambda: f"{len(runs)} publish run(s) not finished")
+    except AirflowStackError as err:
+        print(f"{PUBLISH_DAG_ID} did not finish: {err}")
+        return False
+    published, ok = 0, True
+    for run in sorted(runs):
+        state = stack.run_state(PUBLISH_DAG_ID, run)
+        ok = ok and state == "success"
+        verified = stack.xcom(PUBLISH_DAG_ID, run, "publish") if state == "success" else []
+        published += len(verified)
+        print(f"  {PUBLISH_DAG_ID} run {run}: {state}, {len(verified)} video(s) read back, SHA-256 verified")
+    print(f"{len(events)} asset event(s) -> {len(runs)} publish run(s), {published} video(s) published")
+    return ok
+
+
+def _where(uri: str) -> str:
+    """A stored URI as the user would look for it: a path relative to the repository for local files."""
+    if not uri.startswith("file://"):
+        return uri
+    path = Path(uri.removeprefix("file://"))
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _seconds_between(start_ms: Any, end_ms: Any) -> float | None:

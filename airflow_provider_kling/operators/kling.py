@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
 
 from airflow_provider_kling._compat import AIRFLOW_VERSION, DURABLE_EXECUTION_SUPPORTED
 from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
-from airflow_provider_kling.delivery import check_output_path, normalise_output_path
+from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
@@ -76,6 +76,9 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         ``file:///data/{{ ds }}/{{ ti.map_index }}.mp4`` or ``s3://bucket/videos/``; a trailing ``/``
         names a folder). A JSON sidecar is written beside it, the return value gains ``stored``, and
         the task's ``outlets`` get asset events. See docs/delivery.md.
+    :param output_conn_id: The Airflow connection to write ``output_path`` with (templated), e.g. an
+        ``aws`` connection for ``s3://``. Default: the one named in the URI (``s3://my_conn@bucket/...``),
+        else the storage's default credentials.
 
     Example::
 
@@ -86,7 +89,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("model", "payload", "kling_conn_id", "output_path")
+    template_fields: Sequence[str] = ("model", "payload", "kling_conn_id", "output_path", "output_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json"}
     operator_extra_links = (KlingVideoLink(),)
     ui_color = "#e8f0fe"
@@ -110,6 +113,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         timeout: timedelta | float = timedelta(hours=1),
         durable: bool = True,
         output_path: str | None = None,
+        output_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if DURABLE_EXECUTION_SUPPORTED:
@@ -120,13 +124,17 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
             super().__init__(**kwargs)
         self._durable_requested = durable
         self.output_path = output_path
+        self.output_conn_id = output_conn_id
+        if output_conn_id is not None and output_path is None:
+            raise KlingValidationError("output_conn_id needs output_path: it is the connection to write the video with")
         if output_path is not None and not wait_for_completion:
             raise KlingValidationError(
                 "output_path needs wait_for_completion=True; to copy a video submitted earlier, give "
                 "output_path to KlingTaskSensor"
             )
         if output_path is not None and not _unresolved(output_path):
-            normalise_output_path(output_path)
+            literal_conn_id = None if _unresolved(output_conn_id) else output_conn_id
+            check_conn_id(normalise_output_path(output_path), literal_conn_id)
         self.model = model
         self.payload = dict(payload or {})
         self.kling_conn_id = kling_conn_id
@@ -208,7 +216,8 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         """Validate, then submit (or re-attach to the generation an earlier try submitted) and wait."""
         self._request = self.build_request()
         if self.output_path:
-            self.output_path = check_output_path(self.output_path)  # fail before paying, not after
+            # Fail before paying, not after.
+            self.output_path = check_output_path(self.output_path, self.output_conn_id)
         if self._durable_requested and not DURABLE_EXECUTION_SUPPORTED:
             # Here, not in __init__: once per try, in the task log, and never at DAG parse time. A
             # deferred task resumes in execute_complete, so a deferral does not repeat it.
@@ -327,6 +336,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
             result,
             model=self.model,
             output_path=self.output_path,
+            output_conn_id=self.output_conn_id,
             request=self.request_values(),
             refresh=lambda: self.hook.get_task_result(kling_task_id),
             outlets=self.outlets,

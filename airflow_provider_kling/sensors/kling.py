@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_kling._completion import complete, event_result
-from airflow_provider_kling.delivery import check_output_path, normalise_output_path
+from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.links import KlingVideoLink
@@ -37,6 +37,8 @@ class KlingTaskSensor(BaseSensorOperator):
     :param poll_interval: Seconds between polls (the sensor's ``poke_interval``).
     :param max_poll_interval: Longest wait between polls while the video is far from done.
     :param output_path: Copy the video here once ready, as the operators do (see docs/delivery.md).
+    :param output_conn_id: The Airflow connection to write ``output_path`` with (templated), as the
+        operators take it.
 
     Example::
 
@@ -46,7 +48,7 @@ class KlingTaskSensor(BaseSensorOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("kling_task_id", "kling_conn_id", "output_path")
+    template_fields: Sequence[str] = ("kling_task_id", "kling_conn_id", "output_path", "output_conn_id")
     operator_extra_links = (KlingVideoLink(),)
 
     def __init__(
@@ -58,6 +60,7 @@ class KlingTaskSensor(BaseSensorOperator):
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
         output_path: str | None = None,
+        output_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if float(poll_interval) <= 0:
@@ -70,8 +73,12 @@ class KlingTaskSensor(BaseSensorOperator):
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max_poll_interval
         self.output_path = output_path
-        if output_path is not None and "{{" not in output_path and "{%" not in output_path:
-            normalise_output_path(output_path)
+        self.output_conn_id = output_conn_id
+        if output_conn_id is not None and output_path is None:
+            raise KlingValidationError("output_conn_id needs output_path: it is the connection to write the video with")
+        if output_path is not None and not _templated(output_path):
+            literal_conn_id = None if output_conn_id is None or _templated(output_conn_id) else output_conn_id
+            check_conn_id(normalise_output_path(output_path), literal_conn_id)
 
     @cached_property
     def hook(self) -> KlingHook:
@@ -84,7 +91,7 @@ class KlingTaskSensor(BaseSensorOperator):
         if str(self.kling_task_id or "").strip() in ("", "None"):
             raise KlingError("kling_task_id is empty: did the submitting task push it to XCom?")
         if self.output_path:
-            self.output_path = check_output_path(self.output_path)
+            self.output_path = check_output_path(self.output_path, self.output_conn_id)
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)
@@ -127,7 +134,13 @@ class KlingTaskSensor(BaseSensorOperator):
             result,
             model=None,
             output_path=self.output_path,
+            output_conn_id=self.output_conn_id,
             request=None,
             refresh=lambda: self.hook.get_task_result(kling_task_id),
             outlets=self.outlets,
         )
+
+
+def _templated(value: str) -> bool:
+    """Whether ``value`` is a Jinja template, rendered only when the task runs."""
+    return "{{" in value or "{%" in value

@@ -90,13 +90,28 @@ def _connection(sandbox: SandboxProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def airflow_stack(request: pytest.FixtureRequest, sandbox: SandboxProcess) -> Iterator[AirflowStack]:
+def airflow_stack_options() -> dict[str, Any]:
+    """More keyword arguments of :class:`AirflowStack` for a module's shared stack: none by default.
+
+    A test module overrides this fixture to give its shared stack its own DAGs folder, environment or
+    extra ``connections`` (added to ``kling_default``).
+    """
+    return {}
+
+
+@pytest.fixture(scope="module")
+def airflow_stack(
+    request: pytest.FixtureRequest, sandbox: SandboxProcess, airflow_stack_options: dict[str, Any]
+) -> Iterator[AirflowStack]:
     """A real Airflow stack shared by a module's tests: ``example_dags/``, 2 worker slots, the sandbox.
 
     Shared to save its start-up (about 10 s); module-scoped so it is not idling on the two cores while
     other modules run stacks of their own. Tests that kill components use :func:`airflow_stack_factory`.
+    A module can change it with :func:`airflow_stack_options`.
     """
-    with AirflowStack(parallelism=2, connections={"kling_default": _connection(sandbox)}) as stack:
+    options = dict(airflow_stack_options)
+    connections = {"kling_default": _connection(sandbox), **options.pop("connections", {})}
+    with AirflowStack(**{"parallelism": 2, **options}, connections=connections) as stack:
         yield stack
         stack.stop()  # before reading the peak: the sampler stops with the stack
         _record(f"{request.module.__name__} shared stack", stack)

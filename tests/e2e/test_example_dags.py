@@ -175,5 +175,5 @@ def test_twenty_mapped_generations_are_all_in_flight_at_once_with_two_worker_slo
     span = last_done - first_submit
     print(f"fan-out: 20 generations of {FAN_OUT_SECONDS}s spanned {span:.1f}s; run took {result.seconds:.1f}s")
     assert span < 2 * FAN_OUT_SECONDS
-    published = airflow_stack.xcom(result.dag_id, result.run_id, "publish")
-    assert {p["kling_task_id"] for p in published} == ids
+    stored = airflow_stack.xcom(result.dag_id, result.run_id, "catalog")
+    assert {video["kling_task_id"] for video in stored} == ids
