@@ -18,7 +18,7 @@ from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, eve
 from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
-from airflow_provider_kling.links import KlingVideoLink
+from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
 from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
 from airflow_provider_kling.models.images import encode_local_image, is_local_image
 from airflow_provider_kling.models.requests import check_resolved_fields
@@ -241,6 +241,9 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         kling_task_id = self.hook.submit(self.model, self._request)
         self._submitted_id = kling_task_id
         context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+        # Airflow resolves extra links whenever the task stops, deferral included; an empty link until
+        # the video exists keeps it from logging a missing-XCom error on every deferral.
+        context["ti"].xcom_push(key=XCOM_VIDEO_URL, value="")
         store = context.get("task_state_store")
         if self.durable and store is not None:
             store.set(STATE_REQUEST_FINGERPRINT, self._fingerprint())
@@ -348,6 +351,7 @@ class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
         if self._submitted_id != kling_task_id:
             self.log.info("Re-attached to Kling task %s submitted by an earlier try", kling_task_id)
             context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
+            context["ti"].xcom_push(key=XCOM_VIDEO_URL, value="")
 
     def _submitted(self, kling_task_id: str) -> dict[str, Any]:
         return {"kling_task_id": kling_task_id, "model": self.model, "status": SUBMITTED}

@@ -14,7 +14,7 @@ from airflow_provider_kling._completion import complete, event_result
 from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
-from airflow_provider_kling.links import KlingVideoLink
+from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
 from airflow_provider_kling.models import TaskResult, TaskStatus
 from airflow_provider_kling.operators.kling import DEFER_TIMEOUT_MARGIN
 from airflow_provider_kling.polling import describe_progress
@@ -98,6 +98,7 @@ class KlingTaskSensor(BaseSensorOperator):
         if isinstance(done, PokeReturnValue):
             return done.xcom_value
         timeout = float(self.timeout)
+        context["ti"].xcom_push(key=XCOM_VIDEO_URL, value="")  # see KlingSubmitOperator.submit_job
         self.defer(
             trigger=KlingTaskTrigger(
                 kling_task_id=self.kling_task_id,

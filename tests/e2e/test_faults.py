@@ -150,6 +150,9 @@ def wait_during_run(
         except (httpx.TransportError, AirflowServerError):
             state = "unknown"
         if state in ("success", "failed"):
+            value = condition()  # it may have come true just before the run ended
+            if value:
+                return value
             states = {ti.key: ti.state for ti in stack.task_instances(dag_id, run_id)}
             raise AssertionError(f"run {run_id} ended {state} before {what}; task states: {states}")
         if time.monotonic() >= deadline:
