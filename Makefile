@@ -17,13 +17,16 @@ endef
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lint unit e2e test demo constraints clean
-.PHONY: unit-2.11 unit-3.0 constraints-2.11 constraints-3.0
+.PHONY: unit-2.11 unit-3.0 e2e-2.11 e2e-3.0 test-3.3 test-2.11 test-3.0 constraints-2.11 constraints-3.0
 
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
-	@echo "make test   - build .venv, then lint + type check + every test (unit and end-to-end)"
+	@echo "make test   - build the venvs, then lint + type check + every test on Airflow 3.3 (unit and"
+	@echo "              end-to-end) + on Airflow 2.11 and 3.0 the unit suite and one end-to-end deferrable run"
 	@echo "make venv | lint | unit | e2e | constraints | clean"
 	@echo "make unit-2.11 | unit-3.0 - the unit suite on Airflow 2.11 / 3.0, each in its own venv"
+	@echo "make e2e-2.11 | e2e-3.0 - one end-to-end deferrable run on a real Airflow 2.11 / 3.0 stack"
+	@echo "make test-3.3 | test-2.11 | test-3.0 - one leg of the CI matrix (what make test runs after lint)"
 	@echo "make constraints-2.11 | constraints-3.0 - re-resolve those legs' pins"
 
 venv: $(STAMP)
@@ -54,8 +57,13 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(call run_pytest,-m e2e)
 
+# The CI matrix: lint, then the whole suite on Airflow 3.3, then each older Airflow's leg (its unit suite
+# and one end-to-end deferrable run, in its own venv). Legs run one after another (they would only compete
+# for the cores); the first failing leg stops the run.
+test: lint test-3.3 $(addprefix test-,$(OLDER_AIRFLOW))
+
 # One pytest run over the whole suite: a failure anywhere fails the target.
-test: lint
+test-3.3: $(STAMP)
 	$(call run_pytest,)
 
 # Options: make demo DEMO_ARGS="--keep-running --prompt 'a fox in the snow'"
@@ -77,12 +85,12 @@ constraints:
 # -- Older Airflow versions ---------------------------------------------------------------------------
 # The provider supports Airflow 2.11 and every 3.x minor (docs/compatibility.md). Each older version has
 # its own venv (.venv-2.11, .venv-3.0) built from its own pins, rebuilt only when pyproject.toml or those
-# pins change, like .venv. Not part of `make test` (yet).
+# pins change, like .venv. `make test` runs both legs (test-2.11, test-3.0).
 OLDER_AIRFLOW := 2.11 3.0
 # What each leg resolves besides the project: Airflow 3.0 needs universal-pathlib below 0.3, which its
 # own metadata does not say (see constraints/airflow-3.0.txt).
 RESOLVE_2.11 := "apache-airflow==2.11.2"
-RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3"
+RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3" "fastapi<0.132"
 
 .venv-%/.installed: pyproject.toml constraints/airflow-%.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -96,6 +104,14 @@ RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3"
 unit-2.11 unit-3.0: unit-%: .venv-%/.installed
 	.venv-$*/bin/python -m pytest --durations=15 -m "not e2e" || { rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; else exit $$rc; fi; }
+
+# One deferrable generation on a real stack of that version (tests/e2e/test_compat.py): Airflow 3.0 as
+# 3.3 (api-server, scheduler, dag-processor, triggerer), Airflow 2.11 with webserver, scheduler, triggerer
+# and the SequentialExecutor. The rest of the end-to-end suite uses Airflow 3 only features.
+e2e-2.11 e2e-3.0: e2e-%: .venv-%/.installed
+	.venv-$*/bin/python -m pytest --durations=5 -m compat_e2e tests/e2e/test_compat.py
+
+test-2.11 test-3.0: test-%: unit-% e2e-%
 
 # Re-resolve a leg's pins in a scratch venv (needs the package index); review the diff before committing.
 # Resolving the project itself (".[test]") keeps the pins in step with pyproject.toml. Left alone, pip

@@ -17,8 +17,10 @@ the triggerer to shut down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -40,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DAGS_FOLDER = REPO_ROOT / "example_dags"
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 STOP_GRACE_SECONDS = 30.0
 
@@ -95,6 +98,44 @@ class RunResult:
         return self.states_seen.get((task_id, map_index), [])
 
 
+@functools.cache
+def airflow_version(python: str = sys.executable) -> tuple[int, int, int]:
+    """The Airflow version installed for ``python`` (e.g. ``(3, 0, 6)``), read without importing Airflow.
+
+    Read from the distribution's metadata (``apache-airflow``, or ``apache-airflow-core`` for an Airflow 3
+    installed as core alone), in a child process when ``python`` is another interpreter (another venv).
+    """
+    code = (
+        "from importlib import metadata\n"
+        "for name in ('apache-airflow', 'apache-airflow-core'):\n"
+        "    try:\n"
+        "        print(metadata.version(name))\n"
+        "        break\n"
+        "    except metadata.PackageNotFoundError:\n"
+        "        pass\n"
+    )
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", done.stdout.strip())
+    if match is None:
+        raise AirflowStackError(f"no Airflow installed for {python}: {done.stdout.strip()} {done.stderr[-500:]}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def make_stack(**kwargs: Any) -> AirflowStack:
+    """A stack (not booted yet) for the Airflow installed for ``python``; keyword arguments of :class:`AirflowStack`.
+
+    Airflow 3 gets :class:`AirflowStack` (which adapts to its minor version), Airflow 2 gets
+    :class:`~tools.airflow2_stack.Airflow2Stack` (webserver, scheduler, triggerer, SequentialExecutor,
+    REST API v1).
+    """
+    if airflow_version(kwargs.get("python", sys.executable))[0] < 3:
+        from tools.airflow2_stack import Airflow2Stack  # imports this module: not at the top
+
+        return Airflow2Stack(**kwargs)
+    return AirflowStack(**kwargs)
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -122,7 +163,15 @@ class AirflowStack:
     :param home: use this directory as ``AIRFLOW_HOME`` instead of a fresh temporary one (it is then
         not deleted by :meth:`cleanup`).
     :param python: interpreter that has Airflow and the provider installed; this one by default.
+        The stack adapts to its Airflow version (:attr:`airflow_version`); for Airflow 2 use
+        :func:`open_stack`, which picks :class:`~tools.airflow2_stack.Airflow2Stack`.
     """
+
+    #: The processes of a stack, started in this order.
+    components: tuple[str, ...] = COMPONENTS
+    #: The REST API's health endpoint (under ``/api/v2``) and the parts of its answer that must be healthy.
+    health_path = "/monitor/health"
+    health_parts: tuple[str, ...] = HEALTH_PARTS
 
     def __init__(
         self,
@@ -177,7 +226,7 @@ class AirflowStack:
         """
         started = time.monotonic()
         self.migrate()
-        for component in COMPONENTS:
+        for component in self.components:
             self.start(component)
         self._memory.start()
         self.wait_healthy(timeout=timeout - (time.monotonic() - started))
@@ -206,8 +255,8 @@ class AirflowStack:
 
         The first start logs to ``<home>/<component>.log``, later ones to ``<component>.<n>.log``.
         """
-        if component not in COMPONENTS:
-            raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+        if component not in self.components:
+            raise ValueError(f"unknown component {component!r}; expected one of {self.components}")
         running = self.procs.get(component)
         if running is not None and running.poll() is None:
             raise AirflowStackError(f"{component} is already running (pid {running.pid})")
@@ -281,6 +330,11 @@ class AirflowStack:
         return dest
 
     @property
+    def airflow_version(self) -> tuple[int, int, int]:
+        """The version of the Airflow this stack runs (that of :attr:`python`), e.g. ``(3, 0, 6)``."""
+        return airflow_version(self.python)
+
+    @property
     def peak_memory_bytes(self) -> int:
         """Highest total PSS of all stack processes seen so far (sampled once a second)."""
         return self._memory.peak
@@ -302,12 +356,11 @@ class AirflowStack:
         def healthy() -> bool:
             nonlocal last
             try:
-                last = self._api.get("/monitor/health").json()
+                last = self._api.get(self.health_path).json()
             except (httpx.HTTPError, ValueError) as exc:  # not up yet, or not answering JSON yet
                 last = repr(exc)
                 return False
-            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            return all((last.get(p) or {}).get("status") == "healthy" for p in parts)
+            return all((last.get(p) or {}).get("status") == "healthy" for p in self.health_parts)
 
         self._wait(healthy, timeout, lambda: f"stack not healthy: {last}")
         return dict(last)
@@ -593,6 +646,12 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.airflow_version[:2] < (3, 3):
+            # Measured on 3.0.6 (docs/compatibility.md): its api-server forks 4 workers unless told
+            # otherwise (3.3: 1), and with no JWT issuer configured it puts an empty list in the `iss`
+            # claim, which PyJWT 2.10+ refuses to sign: every API call and every task start fails.
+            env["AIRFLOW__API__WORKERS"] = "1"
+            env["AIRFLOW__API_AUTH__JWT_ISSUER"] = "airflow-provider-kling-e2e"
         for conn_id, conn in connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = conn if isinstance(conn, str) else json.dumps(conn)
         env.update(extra)

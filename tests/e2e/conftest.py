@@ -25,7 +25,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from airflow_provider_kling.sandbox.process import SandboxProcess  # noqa: E402
-from tools.airflow_stack import AirflowStack, StackFactory  # noqa: E402
+from tools.airflow_stack import AirflowStack, StackFactory, make_stack  # noqa: E402
 
 E2E_LOGS = REPO_ROOT / ".e2e-logs"
 SANDBOX_API_KEY = "sandbox-key"  # fake: the sandbox accepts only this one, which proves it is sent
@@ -111,7 +111,8 @@ def airflow_stack(
     """
     options = dict(airflow_stack_options)
     connections = {"kling_default": _connection(sandbox), **options.pop("connections", {})}
-    with AirflowStack(**{"parallelism": 2, **options}, connections=connections) as stack:
+    # make_stack: the stack for this interpreter's Airflow (the Airflow 2 one on 2.11, see tests/e2e/test_compat.py).
+    with make_stack(**{"parallelism": 2, **options}, connections=connections) as stack:
         yield stack
         stack.stop()  # before reading the peak: the sampler stops with the stack
         _record(f"{request.module.__name__} shared stack", stack)
@@ -139,7 +140,7 @@ def airflow_stack_factory(request: pytest.FixtureRequest) -> Iterator[StackFacto
     stacks: list[AirflowStack] = []
 
     def factory(**kwargs: Any) -> AirflowStack:
-        stack = AirflowStack(**kwargs)
+        stack = make_stack(**kwargs)
         stacks.append(stack)
         stack.boot()
         return stack
