@@ -60,7 +60,7 @@ e2e: $(STAMP)
 # The CI matrix: lint, then the whole suite on Airflow 3.3, then each older Airflow's leg (its unit suite
 # and one end-to-end deferrable run, in its own venv). Legs run one after another (they would only compete
 # for the cores); the first failing leg stops the run.
-test: lint test-3.3 $(addprefix test-,$(OLDER_AIRFLOW))
+test: lint test-3.3 test-2.11 test-3.0
 
 # One pytest run over the whole suite: a failure anywhere fails the target.
 test-3.3: $(STAMP)

@@ -109,7 +109,7 @@ def _baseline_classes() -> dict[str, type[Any]]:
                 sync_client.append(httpx.Client(base_url=conn["base_url"], headers=conn["headers"], timeout=30))
             return sync_client[0]
 
-    class _BaselineTrigger(BaseTrigger):  # type: ignore[misc]
+    class _BaselineTrigger(BaseTrigger):
         """Same arguments, schedule, parsing, logging and single event as KlingTaskTrigger."""
 
         def __init__(self, *, kling_task_id: str, end_time: float, poll_interval: float) -> None:
@@ -408,8 +408,10 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ratio: dict[str, Any] = {"n": row["n"], "variant": row["variant"]}
         for key in ("cpu_ms_per_poll", "rss_mib", "kib_per_trigger", "stall_ms", "latency_p95"):
             mine_value, theirs = mine.get(key), row.get(key)
-            ok = isinstance(mine_value, float) and isinstance(theirs, float) and mine_value > 0
-            ratio[key] = theirs / mine_value if ok and not row["aborted"] else math.nan
+            if isinstance(mine_value, float) and isinstance(theirs, float) and mine_value > 0 and not row["aborted"]:
+                ratio[key] = theirs / mine_value
+            else:
+                ratio[key] = math.nan
         if row["aborted"]:
             ratio["variant"] = f"{row['variant']} (stopped: {row['aborted']})"
         ratios.append(ratio)

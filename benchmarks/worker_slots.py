@@ -387,15 +387,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.worker_slots",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--n", type=int, default=20, help="generations per mode (mapped task instances)")
-    parser.add_argument("--generation-seconds", type=float, default=20.0, help="sandbox generation time")
-    parser.add_argument("--slots", type=int, default=2, help="worker slots ([core] parallelism)")
-    parser.add_argument("--poll-interval", type=float, default=2.0, help="the operator's poll_interval (both modes)")
-    parser.add_argument("--modes", default=",".join(MODES), help="modes to run, in this order")
     parser.add_argument(
-        "--timeout", type=float, default=None, help="bound on the whole benchmark, seconds (default: from N and G)"
+        "--n", type=int, default=20, help="generations per mode (mapped task instances); default %(default)s"
+    )
+    parser.add_argument(
+        "--generation-seconds", type=float, default=20.0, help="seconds each generation takes; default %(default)s"
+    )
+    parser.add_argument("--slots", type=int, default=2, help="worker slots ([core] parallelism); default %(default)s")
+    parser.add_argument(
+        "--poll-interval", type=float, default=2.0, help="the operator's poll_interval, both modes; default %(default)s"
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help="modes to run, in this order; default %(default)s")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="bound on the whole benchmark, seconds; default: 300 plus a generous bound per run from N and G",
     )
     parser.add_argument(
         "--no-warmup",
@@ -584,6 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "error": None if error is None else f"{type(error).__name__}: {error}",
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    if isinstance(error, _Terminated):
+        return 128 + signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT
     ok = error is None and len(results) == len(args.modes) and all(r.state == "success" for r in results)
     return 0 if ok else 1
 

@@ -8,7 +8,8 @@ are in flight. The connection is looked up once per loop, by one trigger, while 
 A semaphore also caps the polls in flight at the pool's size, so polls beyond it queue on the semaphore
 (constant cost) instead of in httpx's pool, whose bookkeeping costs time proportional to the waiting
 requests times the connections on every request: with thousands of triggers polling at once (a restarted
-triggerer and a high ``max_polls_per_second``) that alone cost milliseconds of CPU per poll.
+triggerer and a high ``max_polls_per_second``) that alone cost milliseconds of CPU per poll. The pool is
+kept small for the same reason: httpx checks every idle connection on every request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from airflow_provider_kling.hooks.connection import ConnectionSettings
 ROUND_TRIP_ALLOWANCE = 0.5
 #: Bounds of the polls in flight per connection and loop: a few even at a low rate, and polite to the
 #: vendor (and cheap for httpx's pool, whose per-request work grows with its connections) at a high one.
-MIN_POLLS_IN_FLIGHT, MAX_POLLS_IN_FLIGHT = 4, 32
+MIN_POLLS_IN_FLIGHT, MAX_POLLS_IN_FLIGHT = 4, 16
 
 
 def polls_in_flight(max_polls_per_second: float) -> int:

@@ -218,13 +218,18 @@ class KlingHook(BaseHook):
         Every hook of one connection in one event loop shares one ``httpx.AsyncClient`` (one connection
         pool) and one poll-rate limiter (the connection extra's ``max_polls_per_second``). The connection
         is looked up asynchronously, once per loop, and again after an auth error (a rotated key).
+
+        A poll first waits for one of the connection's in-flight slots, holding nothing else, and keeps
+        it through its retries: thousands of triggers queued there cost the event loop and the garbage
+        collector next to nothing (see ``docs/performance.md``).
         """
-        async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
-            with attempt:
-                shared = await self._shared()
-                async with shared.limiter, shared.in_flight:
-                    response = await self._asend(shared, kling_task_id)
-                result = _parse_result(response, kling_task_id)
+        async with (await self._shared()).in_flight:
+            async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
+                with attempt:
+                    shared = await self._shared()
+                    async with shared.limiter:
+                        response = await self._asend(shared, kling_task_id)
+                    result = _parse_result(response, kling_task_id)
         return result
 
     def wait_for_task(
