@@ -463,10 +463,17 @@ def _plot(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
         ("cpu_ms_per_poll", "CPU time per poll (ms)", "triggerer_scale_cpu.png"),
     ):
         figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-        for variant in VARIANTS:
-            points = sorted((row["n"], row[key]) for row in rows if row["variant"] == variant and not row["aborted"])
+        stopped_label = "stopped at the RSS limit (figures up to the stop)"
+        for index, variant in enumerate(VARIANTS):
+            color = f"C{index}"
+            mine = [row for row in rows if row["variant"] == variant]
+            points = sorted((row["n"], row[key]) for row in mine if not row["aborted"])
             if points:
-                axis.plot(*zip(*points, strict=True), marker="o", label=variant)
+                axis.plot(*zip(*points, strict=True), marker="o", color=color, label=variant)
+            for row in mine:
+                if row["aborted"]:
+                    axis.scatter([row["n"]], [row[key]], marker="x", s=70, color=color, label=stopped_label)
+                    stopped_label = "_nolegend_"
         if key == "rss_mib":
             axis.axhline(1024, color="grey", linestyle="--", linewidth=1, label="1 GiB goal")
         else:
