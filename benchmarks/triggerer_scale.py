@@ -483,7 +483,7 @@ def _plot(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
         axis.set_xlabel("concurrent triggers (N)")
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend()
+        axis.legend(loc="center right", fontsize=8)
         figure.tight_layout()
         path = directory / name
         figure.savefig(path)
