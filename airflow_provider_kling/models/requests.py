@@ -15,11 +15,13 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,10 +41,29 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _not_a_boolean(rule: str) -> Any:
+    """A before-validator refusing ``True``/``False`` where the vendor documents a number.
+
+    Pydantic's lax mode reads a boolean as 1 or 0, so ``cfg_scale=True`` would quietly become ``1.0``.
+    Strings such as ``"5"`` (rendered templates) are still converted.
+    """
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{rule}, not true or false")
+        return value
+
+    return BeforeValidator(check)
+
+
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)]
 OptionalText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-Duration = Annotated[int, Field(ge=MIN_DURATION_SECONDS, le=MAX_DURATION_SECONDS, strict=False)]
-CfgScale = Annotated[float, Field(ge=0.0, le=1.0)]
+Duration = Annotated[
+    int,
+    Field(ge=MIN_DURATION_SECONDS, le=MAX_DURATION_SECONDS, strict=False),
+    _not_a_boolean(f"must be a whole number of seconds between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}"),
+]
+CfgScale = Annotated[float, Field(ge=0.0, le=1.0), _not_a_boolean("must be a number between 0 and 1")]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
 
 
@@ -96,6 +117,29 @@ Shot = Annotated[
 ShotList = Annotated[list[Shot], Field(min_length=1)]
 
 
+def _check_shot_durations(shots: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+    """The shots divide one video, so their lengths add up to that video's (3 to 15 seconds).
+
+    Only lengths that are given count: a shot without one (or a plain string) is left to the vendor. A total
+    over 15 seconds is refused, and so is a total that contradicts an explicit ``duration``.
+    """
+    if not shots:
+        return shots
+    given = [shot.duration for shot in shots if isinstance(shot, MultiPromptShot) and shot.duration is not None]
+    total = sum(given)
+    if total > MAX_DURATION_SECONDS:
+        raise ValueError(
+            f"the shots last {total} seconds in all: they are parts of one video, which lasts "
+            f"{MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS} seconds"
+        )
+    duration = info.data.get("duration")
+    if duration is not None and len(given) == len(shots) and total != duration:
+        raise ValueError(
+            f"the shots last {total} seconds in all but duration is {duration}: make them agree, or leave out duration"
+        )
+    return shots
+
+
 class _VideoCommon(KlingRequest):
     prompt: Prompt
     negative_prompt: OptionalText | None = None
@@ -124,6 +168,8 @@ class ProTextToVideoRequest(TextToVideoRequest):
 
     multi_prompt: ShotList | None = None
 
+    _shot_durations = field_validator("multi_prompt")(_check_shot_durations)
+
 
 class ImageToVideoRequest(_VideoCommon):
     """Body of ``kling-v3.0-{std,pro,4k}-i2v`` (image to video, ``image`` is the first frame).
@@ -145,6 +191,8 @@ class ImageToVideoRequest(_VideoCommon):
     image: str
     end_image: str | None = None
     multi_prompt: ShotList | None = None
+
+    _shot_durations = field_validator("multi_prompt")(_check_shot_durations)
 
     @field_validator("image", "end_image")
     @classmethod
