@@ -226,7 +226,7 @@ _sync_limiters: dict[tuple[str, float, str], SyncClusterRateLimiter] = {}
 _async_limiters: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, float, str], ClusterRateLimiter]
 ] = weakref.WeakKeyDictionary()
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()  # re-entered: building a limiter looks up its health
 
 
 def _health(uri: str) -> _Health:
