@@ -145,7 +145,8 @@ def aiohttp_transport(settings: ConnectionSettings, size: int) -> httpx.AsyncBas
         connector = aiohttp.TCPConnector(limit=size, keepalive_timeout=KEEPALIVE_SECONDS, ssl=ssl_context)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-    return KlingAiohttpTransport(client=session, proxy=httpx.Proxy(proxy) if proxy else None)
+    # ``verify`` given the context already made: the transport would otherwise load the CA bundle again.
+    return KlingAiohttpTransport(verify=ssl_context, client=session, proxy=httpx.Proxy(proxy) if proxy else None)
 
 
 def httpx_transport(settings: ConnectionSettings, size: int) -> httpx.AsyncBaseTransport:
@@ -182,6 +183,8 @@ class SharedAsyncClient:
     #: The deployment-wide poll limit (the extra ``rate_limit_storage_uri``), or ``None``.
     cluster_limiter: ClusterRateLimiter | None
     _registry: dict[str, SharedAsyncClient] = field(repr=False)
+    #: The Task Result URL up to its query string, set by the hook's first poll (see ``_task_result_url``).
+    result_url_prefix: str | None = None
 
     async def invalidate(self) -> None:
         """Forget this entry (after an auth error) so the next call reads the connection again."""
