@@ -29,7 +29,7 @@ from airflow_provider_kling.exceptions import (
     KlingValidationError,
 )
 from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport, submit_uncertain
-from airflow_provider_kling.hooks._retry import apoll_retrying, poll_retrying, submit_retrying
+from airflow_provider_kling.hooks.retry import apoll_retrying, poll_retrying, submit_retrying
 
 URL = "https://api.novita.ai/v3/async/task-result?task_id=kt-1"
 
@@ -194,7 +194,7 @@ def test_without_a_deadline_throttling_spends_the_failure_budget(waits):
 
 
 def test_each_retry_is_logged_with_the_attempt_the_wait_and_the_error(waits, caplog):
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_kling.hooks._retry"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_kling.hooks.retry"):
         run(poll_retrying(), failing(KlingRateLimitError("HTTP 429 slow down", retry_after=3)))
 
     assert "Kling call failed (attempt 1), retrying in 3.0 s: HTTP 429 slow down" in caplog.messages
