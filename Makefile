@@ -23,8 +23,8 @@ endef
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
 	@echo "make test   - build the venvs, then lint + type check + every test on Airflow 3.3 (unit and"
-	@echo "              end-to-end, the docs site) + on Airflow 2.11, 3.0, 3.1 and 3.2 the unit suite and one"
-	@echo "              end-to-end deferrable run"
+	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0) the unit suite and"
+	@echo "              one end-to-end deferrable run"
 	@echo "make docs   - build the documentation site into site/ (strict: broken links and anchors fail)"
 	@echo "make venv | lint | unit | e2e | constraints | clean"
 	@echo "make unit-V - the unit suite on Airflow V (2.11, 3.0, 3.1, 3.2), each in its own venv"
