@@ -18,18 +18,19 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit e2e test demo constraints clean
-.PHONY: unit-2.11 unit-3.0 e2e-2.11 e2e-3.0 test-3.3 test-2.11 test-3.0 constraints-2.11 constraints-3.0
+.PHONY: help venv lint unit e2e test demo constraints clean docs
 
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
 	@echo "make test   - build the venvs, then lint + type check + every test on Airflow 3.3 (unit and"
-	@echo "              end-to-end) + on Airflow 2.11 and 3.0 the unit suite and one end-to-end deferrable run"
+	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0) the unit suite and"
+	@echo "              one end-to-end deferrable run"
+	@echo "make docs   - build the documentation site into site/ (strict: broken links and anchors fail)"
 	@echo "make venv | lint | unit | e2e | constraints | clean"
-	@echo "make unit-2.11 | unit-3.0 - the unit suite on Airflow 2.11 / 3.0, each in its own venv"
-	@echo "make e2e-2.11 | e2e-3.0 - one end-to-end deferrable run on a real Airflow 2.11 / 3.0 stack"
-	@echo "make test-3.3 | test-2.11 | test-3.0 - one leg of the CI matrix (what make test runs after lint)"
-	@echo "make constraints-2.11 | constraints-3.0 - re-resolve those legs' pins"
+	@echo "make unit-V - the unit suite on Airflow V (2.11, 3.0, 3.1, 3.2), each in its own venv"
+	@echo "make e2e-V - one end-to-end deferrable run on a real Airflow V stack"
+	@echo "make test-3.3 | test-V - one leg of the CI matrix (what make test runs after lint)"
+	@echo "make constraints-V - re-resolve that leg's pins"
 
 venv: $(STAMP)
 
@@ -61,12 +62,19 @@ e2e: $(STAMP)
 
 # The CI matrix: lint, then the whole suite on Airflow 3.3, then each older Airflow's leg (its unit suite
 # and one end-to-end deferrable run, in its own venv). Legs run one after another (they would only compete
-# for the cores); the first failing leg stops the run.
-test: lint test-3.3 test-2.11 test-3.0
+# for the cores); the first failing leg stops the run. Airflow 3.1 and 3.2 have their legs too (make
+# test-3.1, test-3.2); they join this list once their pins are committed and their suites pass there.
+MATRIX := 2.11 3.0
+test: lint test-3.3 $(addprefix test-,$(MATRIX))
 
-# One pytest run over the whole suite: a failure anywhere fails the target.
-test-3.3: $(STAMP)
+# One pytest run over the whole suite: a failure anywhere fails the target. The docs site is part of the leg.
+test-3.3: $(STAMP) docs
 	$(call run_pytest,)
+
+# The documentation site (mkdocs.yml) into site/, in strict mode: a broken link or anchor, a page
+# missing from the nav, or a docstring mkdocstrings cannot render fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Options: make demo DEMO_ARGS="--keep-running --prompt 'a fox in the snow'"
 demo: $(STAMP)
@@ -87,13 +95,16 @@ constraints:
 
 # -- Older Airflow versions ---------------------------------------------------------------------------
 # The provider supports Airflow 2.11 and every 3.x minor (docs/compatibility.md). Each older version has
-# its own venv (.venv-2.11, .venv-3.0) built from its own pins, rebuilt only when pyproject.toml or those
-# pins change, like .venv. `make test` runs both legs (test-2.11, test-3.0).
-OLDER_AIRFLOW := 2.11 3.0
+# its own venv (.venv-2.11, .venv-3.0, ...) built from its own pins, rebuilt only when pyproject.toml or
+# those pins change, like .venv. `make test` runs every leg (test-2.11, test-3.0, test-3.1, test-3.2).
+OLDER_AIRFLOW := 2.11 3.0 3.1 3.2
+.PHONY: test-3.3 $(foreach v,$(OLDER_AIRFLOW),unit-$(v) e2e-$(v) test-$(v) constraints-$(v))
 # What each leg resolves besides the project: Airflow 3.0 needs universal-pathlib below 0.3, which its
 # own metadata does not say (see constraints/airflow-3.0.txt).
 RESOLVE_2.11 := "apache-airflow==2.11.2"
 RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3" "fastapi<0.132"
+RESOLVE_3.1 := "apache-airflow==3.1.8"
+RESOLVE_3.2 := "apache-airflow==3.2.2"
 
 .venv-%/.installed: pyproject.toml constraints/airflow-%.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -104,34 +115,34 @@ RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3" "fastapi<0.132"
 	.venv-$*/bin/python -m tools.check_pins constraints/airflow-$*.txt
 	touch $@
 
-unit-2.11 unit-3.0: unit-%: .venv-%/.installed
+$(addprefix unit-,$(OLDER_AIRFLOW)): unit-%: .venv-%/.installed
 	.venv-$*/bin/python -m pytest --durations=15 -m "not e2e" || { rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; else exit $$rc; fi; }
 
 # One deferrable generation on a real stack of that version (tests/e2e/test_compat.py): Airflow 3.0 as
 # 3.3 (api-server, scheduler, dag-processor, triggerer), Airflow 2.11 with webserver, scheduler, triggerer
 # and the SequentialExecutor. The rest of the end-to-end suite uses Airflow 3 only features.
-e2e-2.11 e2e-3.0: e2e-%: .venv-%/.installed
+$(addprefix e2e-,$(OLDER_AIRFLOW)): e2e-%: .venv-%/.installed
 	.venv-$*/bin/python -m pytest --durations=5 -m compat_e2e tests/e2e/test_compat.py
 
-test-2.11 test-3.0: test-%: unit-% e2e-%
+$(addprefix test-,$(OLDER_AIRFLOW)): test-%: unit-% e2e-%
 
 # Re-resolve a leg's pins in a scratch venv (needs the package index); review the diff before committing.
 # Resolving the project itself (".[test]") keeps the pins in step with pyproject.toml. Left alone, pip
 # backtracks for many minutes through old releases of the AWS libraries the [s3] extra brings (seen with
 # 2.11): it starts from their versions pinned for Airflow 3.3, a set known to fit together.
 AWS_FAMILY := apache-airflow-providers-amazon|aiobotocore|boto3|botocore|moto|s3fs|s3transfer
-constraints-2.11 constraints-3.0: constraints-%:
+$(addprefix constraints-,$(OLDER_AIRFLOW)): constraints-%:
 	rm -rf .venv-constraints-$*
 	$(PYTHON) -m venv .venv-constraints-$*
 	grep -E '^($(AWS_FAMILY))==' $(CONSTRAINTS) > .venv-constraints-$*/aws-hints.txt
 	.venv-constraints-$*/bin/pip install --quiet -c .venv-constraints-$*/aws-hints.txt $(RESOLVE_$*) \
 		-e ".[test]" hatchling editables
-	{ grep '^#' constraints/airflow-$*.txt; \
+	{ grep '^#' constraints/airflow-$*.txt 2>/dev/null; \
 	  .venv-constraints-$*/bin/pip freeze | grep -v -i -E '^(-e |#|airflow-provider-kling)'; } > constraints/airflow-$*.txt.new
 	mv constraints/airflow-$*.txt.new constraints/airflow-$*.txt
 	rm -rf .venv-constraints-$*
 
 clean:
-	rm -rf $(VENV) .venv-constraints $(addprefix .venv-,$(OLDER_AIRFLOW)) $(addprefix .venv-constraints-,$(OLDER_AIRFLOW)) .e2e-logs .demo .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-constraints site $(addprefix .venv-,$(OLDER_AIRFLOW)) $(addprefix .venv-constraints-,$(OLDER_AIRFLOW)) .e2e-logs .demo .pytest_cache .mypy_cache .ruff_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

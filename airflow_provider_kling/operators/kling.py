@@ -18,6 +18,7 @@ from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, eve
 from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.lineage import KlingLineageMixin
 from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
 from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
 from airflow_provider_kling.models.images import encode_local_image, is_local_image
@@ -40,7 +41,7 @@ REQUEST_CHANGED = "REQUEST_CHANGED"
 _IMAGE_FIELDS = ("image", "end_image")
 
 
-class KlingSubmitOperator(ResumableJobMixin, BaseOperator):
+class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
     """Submit one Kling generation, push its ``kling_task_id`` to XCom at once, then wait for the video.
 
     The typed operators below are what most DAGs use; this base also takes any model with a raw

@@ -14,6 +14,7 @@ from airflow_provider_kling._completion import complete, event_result
 from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.lineage import KlingLineageMixin
 from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
 from airflow_provider_kling.models import TaskResult, TaskStatus
 from airflow_provider_kling.operators.kling import DEFER_TIMEOUT_MARGIN
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class KlingTaskSensor(BaseSensorOperator):
+class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
     """Wait until a Kling generation finishes; return the same result dict as the operators.
 
     Deferrable by default: the wait runs on the triggerer. A failed generation fails the sensor with
