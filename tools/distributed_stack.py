@@ -86,9 +86,7 @@ class PostgresServer:
 
     def start(self) -> None:
         """Create the cluster, start it, wait until it accepts connections and create the database."""
-        self._run(
-            "initdb", "-D", str(self.data_dir), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8", "--no-sync"
-        )
+        self._run("initdb", "-D", str(self.data_dir), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8", "--no-sync")
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -261,6 +259,14 @@ class DistributedStack(AirflowStack):
 
     # ------------------------------------------------------------------ lifecycle
 
+    def boot(self, timeout: float = 600.0) -> float:
+        """Start everything (PostgreSQL and Redis first) and wait until healthy; seconds it took.
+
+        Migrating a PostgreSQL database and starting seven Airflow processes takes minutes on two busy
+        cores, hence the longer default.
+        """
+        return super().boot(timeout=timeout)
+
     def migrate(self) -> None:
         """Start PostgreSQL and Redis, then create Airflow's schema (``airflow db migrate``)."""
         self.postgres.start()
@@ -383,4 +389,3 @@ def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
-
