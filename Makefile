@@ -18,7 +18,7 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit e2e test demo constraints clean
+.PHONY: help venv lint unit e2e test demo constraints clean system-packages
 .PHONY: unit-2.11 unit-3.0 e2e-2.11 e2e-3.0 test-3.3 test-2.11 test-3.0 constraints-2.11 constraints-3.0
 
 help:
@@ -64,8 +64,13 @@ e2e: $(STAMP)
 # for the cores); the first failing leg stops the run.
 test: lint test-3.3 test-2.11 test-3.0
 
+# The servers the 3.3 leg starts (PostgreSQL, Redis, Chromium and chromedriver): installed with apt-get
+# as root, otherwise named in one line. Never skipped, in CI neither.
+system-packages:
+	$(PYTHON) -m tools.system_packages
+
 # One pytest run over the whole suite: a failure anywhere fails the target.
-test-3.3: $(STAMP)
+test-3.3: $(STAMP) system-packages
 	$(call run_pytest,)
 
 # Options: make demo DEMO_ARGS="--keep-running --prompt 'a fox in the snow'"
