@@ -89,7 +89,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data_dir), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8", "--no-sync")
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c log_lock_waits=on"
         )
         self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.log_path), "-w", "start")
         with self.connect("postgres") as conn:
@@ -253,6 +253,9 @@ class DistributedStack(AirflowStack):
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(triggerer_health_check_threshold),
             "AIRFLOW__TRIGGERER__CAPACITY": str(triggerer_capacity),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(task_instance_heartbeat_timeout),
+            # Seen here on a loaded machine: the api-server's first execution-API call took 56 s, and a task
+            # whose start call times out 5 times (5 s each by default) fails before it ran.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         }
         # The caller's env (given to the base class) still wins over these defaults.
         self.env.update({k: v for k, v in settings.items() if k not in (kwargs.get("env") or {})})
