@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def submitted() -> dict[str, int]:
             found: dict[str, int] = {}
             for task in sandbox.tasks():
-                seed = (task.get("markers") or {}).get("seed")
-                if isinstance(seed, int) and SEED <= seed < SEED + args.n:
+                seed = int((task.get("markers") or {}).get("seed") or -1)
+                if SEED <= seed < SEED + args.n:
                     found[task["task_id"]] = seed - SEED
             return found
 
