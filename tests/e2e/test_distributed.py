@@ -303,12 +303,17 @@ def test_the_same_trigger_run_twice_at_once_resumes_one_task_and_submits_once(
     run_id, seed = start(airflow_stack, "cluster_generations", 1, seconds=60)
     held: dict[str, list[int]] = {}
 
-    def trigger_running() -> bool:
+    def trigger_polling() -> bool:
+        # Assigned is not enough: the holder must have started the trigger and logged a poll.
         held.clear()
         held.update(trigger_holders(airflow_stack, running_kling_ids(sandbox, seed, 1)))
-        return any(held.values())
+        holder = next((name for name, held_by in held.items() if held_by), None)
+        if holder is None:
+            return False
+        events = _trigger_events(airflow_stack, "cluster_generations", run_id, airflow_stack.triggerer_job_ids[holder])
+        return any("status=" in str(e.get("event")) for e in events)
 
-    airflow_stack.wait_for(trigger_running, 600, "the trigger never started", 1.0)
+    airflow_stack.wait_for(trigger_polling, 600, "the trigger never started polling", 1.0)
     frozen = next(name for name, held_by in held.items() if held_by)
     other = next(name for name in held if name != frozen)
     main_pid = airflow_stack.procs[frozen].pid
@@ -332,7 +337,11 @@ def test_the_same_trigger_run_twice_at_once_resumes_one_task_and_submits_once(
     # And the frozen one's runner was polling while the other held the trigger (the vendor saw both).
     kling_id = running_kling_ids(sandbox, seed, 1)[0]
     progress = {
-        job: [e["timestamp"] for e in _trigger_events(airflow_stack, result, job) if kling_id in str(e.get("event"))]
+        job: [
+            e["timestamp"]
+            for e in _trigger_events(airflow_stack, result.dag_id, run_id, job)
+            if kling_id in str(e.get("event"))
+        ]
         for job in (frozen_job, airflow_stack.triggerer_job_ids[other])
     }
     assert max(progress[frozen_job]) > min(progress[airflow_stack.triggerer_job_ids[other]]), progress
@@ -388,8 +397,8 @@ def _heartbeat(stack: DistributedStack, job_id: int) -> float:
     return float(row["latest_heartbeat"].timestamp())
 
 
-def _trigger_events(stack: DistributedStack, result: RunResult, job_id: int) -> list[dict[str, Any]]:
+def _trigger_events(stack: DistributedStack, dag_id: str, run_id: str, job_id: int) -> list[dict[str, Any]]:
     from tools.airflow_stack import read_log_events
 
-    folder = stack.task_log_dir(result.dag_id, result.run_id, "generate", 0)
+    folder = stack.task_log_dir(dag_id, run_id, "generate", 0)
     return read_log_events(folder / f"attempt=1.log.trigger.{job_id}.log")
