@@ -18,7 +18,7 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit e2e test demo constraints clean docs
+.PHONY: help venv lint unit e2e test demo constraints clean docs system-packages
 
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
@@ -67,8 +67,13 @@ e2e: $(STAMP)
 MATRIX := 2.11 3.0
 test: lint test-3.3 $(addprefix test-,$(MATRIX))
 
+# The servers the 3.3 leg starts (PostgreSQL, Redis, Chromium and chromedriver): installed with apt-get
+# as root, otherwise named in one line. Never skipped, in CI neither.
+system-packages:
+	$(PYTHON) -m tools.system_packages
+
 # One pytest run over the whole suite: a failure anywhere fails the target. The docs site is part of the leg.
-test-3.3: $(STAMP) docs
+test-3.3: $(STAMP) system-packages docs
 	$(call run_pytest,)
 
 # The documentation site (mkdocs.yml) into site/, in strict mode: a broken link or anchor, a page

@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from airflow_provider_kling.models import TaskStatus
-from airflow_provider_kling.sandbox.media import MEDIA_FILE, MEDIA_PREFIX
+from airflow_provider_kling.sandbox.media import MEDIA_PREFIX, video_for
 from airflow_provider_kling.sandbox.responses import error_response, json_response, s3_error_response
 from airflow_provider_kling.sandbox.state import ConfigError, Sandbox
 from airflow_provider_kling.sandbox.store import TaskRecord
@@ -134,7 +134,7 @@ async def clear_tasks(request: Request) -> Response:
 
 @router.api_route(MEDIA_PREFIX.removeprefix("/sandbox") + "{name}", methods=["GET", "HEAD"])
 async def media(name: str, request: Request) -> Response:
-    """The bundled clip, for a link signed by Task Result that has not expired."""
+    """The task's own video, for a link signed by Task Result that has not expired (``Range`` honoured)."""
     sandbox = _sandbox(request)
     task_id = name.removesuffix(".mp4")
     params = request.query_params
@@ -151,9 +151,8 @@ async def media(name: str, request: Request) -> Response:
     elif task is None or status_at(task, now)[0] is not TaskStatus.SUCCEED:
         response = s3_error_response(404, "NoSuchKey", "The specified key does not exist.")
     else:
-        response = FileResponse(MEDIA_FILE, media_type="video/mp4")
-    # FileResponse picks 200 or 206 only when sent; a Range header is what decides it.
-    status = 206 if response.status_code == 200 and "range" in request.headers else response.status_code
+        response = _video_response(video_for(task_id), request)
+    status = response.status_code
     sandbox.store.record(
         time=now,
         method=request.method,
@@ -164,3 +163,23 @@ async def media(name: str, request: Request) -> Response:
         task_id=task_id,
     )
     return response
+
+
+def _video_response(data: bytes, request: Request) -> Response:
+    """200 with the whole video, or 206 with one ``Range: bytes=a-b`` slice (what downloaders ask for)."""
+    headers = {"accept-ranges": "bytes"}
+    wanted = request.headers.get("range", "")
+    first, _, last = wanted.removeprefix("bytes=").partition("-")
+    if wanted.startswith("bytes=") and "," not in wanted and (first.isdigit() or last.isdigit()):
+        if first.isdigit():
+            start, end = int(first), min(int(last), len(data) - 1) if last.isdigit() else len(data) - 1
+        else:  # a suffix range: the last N bytes
+            start, end = max(0, len(data) - int(last)), len(data) - 1
+        if start > end:
+            return Response(status_code=416, headers={**headers, "content-range": f"bytes */{len(data)}"})
+        headers["content-range"] = f"bytes {start}-{end}/{len(data)}"
+        body = data[start : end + 1] if request.method == "GET" else b""
+        return Response(body, status_code=206, media_type="video/mp4", headers=headers)
+    if request.method == "HEAD":
+        return Response(status_code=200, media_type="video/mp4", headers={**headers, "content-length": str(len(data))})
+    return Response(data, status_code=200, media_type="video/mp4", headers=headers)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_kling.sandbox.media import MEDIA_FILE
+from airflow_provider_kling.sandbox.media import task_id_of, video_for
 from airflow_provider_kling.sandbox.process import SandboxProcess
 from tools.airflow_stack import REPO_ROOT, TERMINAL_RUN_STATES, AirflowStack, RunResult, free_port, log_text
 
@@ -35,9 +35,6 @@ PUBLISH = "example_kling_publish_videos"
 EXPIRED_URL = "delivery_expired_url"
 TO_S3 = "delivery_to_s3"
 MODEL = "kling-v3.0-std-t2v"
-#: What the sandbox serves for every video: the stored copies must be exactly these bytes.
-VIDEO = MEDIA_FILE.read_bytes()
-VIDEO_SHA256 = hashlib.sha256(VIDEO).hexdigest()
 #: One prompt per mapped task; the seed marker makes each video's seed known in advance.
 PROMPTS = [
     ("A hummingbird at a red flower [sandbox:seed=101]", 101),
@@ -175,13 +172,16 @@ def test_the_pipeline_stores_each_video_with_a_sidecar_in_its_default_folder(
     for map_index, (prompt, seed) in enumerate(PROMPTS):
         kling_task_id = airflow_stack.xcom(PIPELINE, run_id, "generate", "kling_task_id", map_index)
         video, sidecar_file = folder / f"{map_index}.mp4", folder / f"{map_index}.json"
-        assert video.read_bytes() == VIDEO
+        # The sandbox serves each task its own video: the stored copy is exactly this task's.
+        expected = video_for(kling_task_id)
+        assert video.read_bytes() == expected
+        assert task_id_of(video.read_bytes()) == kling_task_id
         assert stored_of(airflow_stack, pipeline_run, map_index) == {
             "uri": f"file://{video}",
             "sidecar_uri": f"file://{sidecar_file}",
             "conn_id": None,
-            "size_bytes": len(VIDEO),
-            "sha256": VIDEO_SHA256,
+            "size_bytes": len(expected),
+            "sha256": sha256(expected),
             "kling_task_id": kling_task_id,
             "model": MODEL,
             "seed": seed,
@@ -272,7 +272,7 @@ def test_an_expired_signed_url_is_refreshed_and_the_video_still_stored(
     refused, served = media
     between = [entry for entry in journal if refused["seq"] < entry["seq"] < served["seq"]]
     assert [(entry["kind"], entry["status"]) for entry in between] == [("poll", 200)], journal
-    assert (expired_url_folder / result.run_id / "clip.mp4").read_bytes() == VIDEO
+    assert (expired_url_folder / result.run_id / "clip.mp4").read_bytes() == video_for(kling_task_id)
     task_log = log_text(airflow_stack.task_log(result.dag_id, result.run_id, "generate"))
     assert f"The signed URL of Kling task {kling_task_id} has expired: asking for a fresh one" in task_log
     # The operator's own Asset outlet: its event lists the stored video.
@@ -297,16 +297,17 @@ def test_videos_are_stored_in_s3_through_the_aws_connection(
     for map_index in range(2):
         key = f"{prefix}{map_index}"
         video = s3.get_object(Bucket=BUCKET, Key=f"{key}.mp4")
-        assert video["ContentLength"] == len(VIDEO)
-        assert sha256(video["Body"].read()) == VIDEO_SHA256
         stored = stored_of(airflow_stack, result, map_index)
+        expected = video_for(stored["kling_task_id"])
+        assert video["ContentLength"] == len(expected)
+        assert video["Body"].read() == expected
         assert (stored["uri"], stored["sidecar_uri"], stored["conn_id"]) == (
             f"s3://{BUCKET}/{key}.mp4",
             f"s3://{BUCKET}/{key}.json",
             "aws_default",
         )
         sidecar = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{key}.json")["Body"].read())
-        assert (sidecar["sha256"], sidecar["size_bytes"]) == (VIDEO_SHA256, len(VIDEO))
+        assert (sidecar["sha256"], sidecar["size_bytes"]) == (sha256(expected), len(expected))
         assert (sidecar["uri"], sidecar["conn_id"]) == (stored["uri"], "aws_default")
         assert sidecar["kling_task_id"] == stored["kling_task_id"]
     # The operator's AssetAlias outlet: one event per video, the asset being the object (no connection id).

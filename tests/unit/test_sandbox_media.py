@@ -1,4 +1,4 @@
-"""Signed video URLs: a real MP4, re-signed on every poll, refused with S3-style XML once expired or forged."""
+"""Signed video URLs: each task's own real MP4, re-signed on every poll, refused with S3 XML once expired or forged."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
-from airflow_provider_kling.sandbox.media import MEDIA_FILE
+from airflow_provider_kling.sandbox.media import MEDIA_FILE, task_id_of, video_for
 from airflow_provider_kling.sandbox.testing import FakeClock, asgi_client
 
 
@@ -42,34 +42,70 @@ def test_bundled_clip_is_a_small_mp4():
     assert data[4:8] == b"ftyp"
 
 
-async def test_signed_url_serves_the_mp4_with_its_length_and_no_api_key(app, clock):
+def test_each_task_has_its_own_valid_mp4_naming_it():
+    first, second = video_for("task-a"), video_for("task-b")
+    assert first != second
+    for data in (first, second):
+        assert data.startswith(MEDIA_FILE.read_bytes())
+        assert data[4:8] == b"ftyp"
+    assert (task_id_of(first), task_id_of(second)) == ("task-a", "task-b")
+
+
+def test_the_bundled_clip_names_no_task():
+    assert task_id_of(MEDIA_FILE.read_bytes()) is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "padded", "tail only"])
+def test_a_half_written_or_damaged_copy_names_no_task(damage):
+    data = video_for("task-a")
+    damaged = {"truncated": data[:-3], "padded": data + b"\0\0", "tail only": data[len(data) // 2 :]}[damage]
+    assert task_id_of(damaged) is None
+
+
+async def test_signed_url_serves_the_tasks_own_mp4_with_its_length_and_no_api_key(app, clock):
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, clock)
+        other_id, other_url = await finished_video_url(client, clock, "a blue whale")
     async with asgi_client(app, api_key=None) as anonymous:
         response = await anonymous.get(url)
+        other = await anonymous.get(other_url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "video/mp4"
-    assert int(response.headers["content-length"]) == MEDIA_FILE.stat().st_size
-    assert response.content == MEDIA_FILE.read_bytes()
+    assert int(response.headers["content-length"]) == len(video_for(task_id))
+    assert response.content == video_for(task_id)
+    assert (task_id_of(response.content), task_id_of(other.content)) == (task_id, other_id)
 
 
 async def test_range_request_answers_partial_content(app, clock):
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, clock)
         response = await client.get(url, headers={"Range": "bytes=0-99"})
-        [entry] = (await client.get("/sandbox/journal", params={"kind": "media"})).json()
+        tail = await client.get(url, headers={"Range": "bytes=-10"})
+        rest = await client.get(url, headers={"Range": "bytes=100-"})
+        [entry, *_] = (await client.get("/sandbox/journal", params={"kind": "media"})).json()
+    video = video_for(task_id)
     assert response.status_code == 206
-    assert response.content == MEDIA_FILE.read_bytes()[:100]
-    assert response.headers["content-range"] == f"bytes 0-99/{MEDIA_FILE.stat().st_size}"
+    assert response.content == video[:100]
+    assert response.headers["content-range"] == f"bytes 0-99/{len(video)}"
     assert entry["status"] == 206
+    assert (tail.status_code, tail.content) == (206, video[-10:])
+    assert response.content + rest.content == video
+
+
+async def test_range_past_the_end_is_not_satisfiable(app, clock):
+    async with asgi_client(app) as client:
+        task_id, url = await finished_video_url(client, clock)
+        response = await client.get(url, headers={"Range": "bytes=999999-"})
+    assert response.status_code == 416
+    assert response.headers["content-range"] == f"bytes */{len(video_for(task_id))}"
 
 
 async def test_head_answers_the_length_without_a_body(app, clock):
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, clock)
         response = await client.head(url)
     assert response.status_code == 200
-    assert int(response.headers["content-length"]) == MEDIA_FILE.stat().st_size
+    assert int(response.headers["content-length"]) == len(video_for(task_id))
     assert response.content == b""
 
 
