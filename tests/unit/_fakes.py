@@ -195,7 +195,10 @@ def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
     clock = FakeClock()
     for module in (retry_module, hook_module, operator_module, sensor_module, trigger_module):
-        monkeypatch.setattr(module, "time", clock)
+        monkeypatch.setattr(module, "time", clock, raising=False)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's and BaseSensorOperator's waits
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # the trigger's and tenacity's async waits
+    from airflow_provider_kling import clock as provider_clock
+
+    monkeypatch.setattr(provider_clock, "_current", clock)  # the provider's own clock seam
     return clock
