@@ -111,7 +111,7 @@ async def test_the_trigger_waits_out_a_new_task_that_is_not_visible_yet(clock, r
 async def test_a_restarted_triggerer_keeps_the_submit_time_and_so_the_window(clock, result_route):
     result_route.side_effect = [not_found()]
     original = trigger(clock, submitted_at=clock.now - 600, not_found_grace=120)
-    classpath, kwargs = original.serialize()
+    _classpath, kwargs = original.serialize()
     rebuilt = KlingTaskTrigger(**kwargs)
 
     payload = await asyncio.wait_for(run_trigger(rebuilt), 5)
