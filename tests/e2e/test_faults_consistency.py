@@ -48,7 +48,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
 @pytest.fixture(scope="module")
 def airflow_stack_options(sandbox: SandboxProcess) -> dict[str, Any]:
     """The shared stack runs ``dags_consistency/``; ``kling_default`` carries the sandbox's key."""
-    return {"dags_folder": DAGS, "connections": {"kling_default": sandbox.airflow_connection(OLD_KEY)}}
+    return {
+        "dags_folder": DAGS,
+        "connections": {"kling_default": sandbox.airflow_connection(OLD_KEY)},
+        # Slack for a loaded machine: a task runner's call to the API server timing out fails the task.
+        "env": {"AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60"},
+    }
 
 
 def submitted(sandbox: SandboxProcess, since: int) -> list[str]:
