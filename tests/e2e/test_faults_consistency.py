@@ -46,14 +46,24 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
 
 
 @pytest.fixture(scope="module")
-def airflow_stack_options(sandbox: SandboxProcess) -> dict[str, Any]:
-    """The shared stack runs ``dags_consistency/``; ``kling_default`` carries the sandbox's key."""
-    return {
-        "dags_folder": DAGS,
-        "connections": {"kling_default": sandbox.airflow_connection(OLD_KEY)},
-        # Slack for a loaded machine: a task runner's call to the API server timing out fails the task.
-        "env": {"AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60"},
-    }
+def airflow_stack(sandbox: SandboxProcess) -> Iterator[AirflowStack]:
+    """This module's stack on ``dags_consistency/`` (named like the conftest's, which it replaces).
+
+    Booted with more slack than the shared one: on a loaded machine a stack can take minutes to start.
+    """
+    stack = AirflowStack(
+        dags_folder=DAGS,
+        parallelism=2,
+        connections={"kling_default": sandbox.airflow_connection(OLD_KEY)},
+        # A task runner's call to the API server that times out fails the task: slack for a busy machine.
+        env={"AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60"},
+    )
+    try:
+        stack.boot(timeout=600)
+        yield stack
+    finally:
+        stack.stop()
+        stack.cleanup()
 
 
 def submitted(sandbox: SandboxProcess, since: int) -> list[str]:
