@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kling import clock
-from airflow_provider_kling._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_kling.delivery import check_conn_id, normalise_output_path
 from airflow_provider_kling.exceptions import KlingValidationError
 from airflow_provider_kling.triggers.kling import KlingTaskTrigger
@@ -38,10 +37,10 @@ def deferrable_setting() -> bool | None:
 
     Airflow's own default for that option is ``false``; a provider built around the triggerer keeps
     ``True`` unless someone chose otherwise, so the shipped default must not count. Explicit means an
-    ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` variable (or its ``_CMD``/``_SECRET`` forms), or the
-    option written in ``airflow.cfg``. Airflow 2 writes every default into the ``airflow.cfg`` it
-    generates, so there a file value equal to the shipped default cannot be told from an untouched file
-    and does not count (set the variable instead).
+    ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` variable (or its ``_CMD``/``_SECRET`` forms), or an
+    ``airflow.cfg`` value other than the shipped default. ``airflow db migrate`` writes every default
+    into the ``airflow.cfg`` it generates (Airflow 2.11 and 3.3 alike), so a file value equal to the
+    shipped default cannot be told from an untouched file and does not count: set the variable.
     """
     from airflow.providers.common.compat.sdk import conf
 
@@ -52,10 +51,9 @@ def deferrable_setting() -> bool | None:
     if not configparser.ConfigParser.has_option(conf, _DEFERRABLE_SECTION, _DEFERRABLE_KEY):
         return None
     value = conf.getboolean(_DEFERRABLE_SECTION, _DEFERRABLE_KEY, fallback=False)
-    if not AIRFLOW_V_3_0_PLUS:
-        shipped = str(conf.get_default_value(_DEFERRABLE_SECTION, _DEFERRABLE_KEY, fallback="false"))
-        if value == (shipped.strip().lower() in ("true", "t", "1")):
-            return None
+    shipped = str(conf.get_default_value(_DEFERRABLE_SECTION, _DEFERRABLE_KEY, fallback="false"))
+    if value == (shipped.strip().lower() in ("true", "t", "1")):
+        return None
     return value
 
 

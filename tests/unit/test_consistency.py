@@ -360,16 +360,18 @@ def test_an_explicit_environment_setting_becomes_our_default(monkeypatch, no_def
     assert KlingTaskSensor(task_id="wait", kling_task_id=KLING_TASK_ID).deferrable is expected
 
 
-def test_an_explicit_airflow_cfg_setting_becomes_our_default(monkeypatch, no_deferrable_setting):
+@pytest.mark.parametrize(("value", "expected"), [("False", None), ("True", True)])
+def test_an_airflow_cfg_value_counts_only_when_it_is_not_the_shipped_default(no_deferrable_setting, value, expected):
+    # `airflow db migrate` writes every default into airflow.cfg: "false" there is what Airflow wrote.
     from airflow.providers.common.compat.sdk import conf
 
     had_section = conf.has_section("operators")
     if not had_section:
         conf.add_section("operators")
-    conf.set("operators", "default_deferrable", "False")
+    conf.set("operators", "default_deferrable", value)
     try:
-        assert deferrable_setting() is False
-        assert operator().deferrable is False
+        assert deferrable_setting() is expected
+        assert operator().deferrable is True
     finally:
         conf.remove_option("operators", "default_deferrable")
         if not had_section:
