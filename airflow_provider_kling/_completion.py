@@ -15,17 +15,15 @@ from airflow_provider_kling.assets import emit_video_asset_events
 from airflow_provider_kling.delivery import deliver_videos
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
-    KlingContentPolicyError,
     KlingError,
     KlingNotFoundError,
     KlingRequestError,
-    KlingTaskFailedError,
     KlingTimeoutError,
     KlingTransientError,
-    is_content_policy_reason,
 )
 from airflow_provider_kling.links import XCOM_VIDEO_URL
 from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
+from airflow_provider_kling.polling import failure_of, has_video
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -39,43 +37,27 @@ _ERROR_TYPES: dict[str, type[KlingError]] = {
 XCOM_KLING_TASK_ID = "kling_task_id"
 
 
-def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str, Any]:
-    """Return the result summary of a succeeded generation; raise for anything else."""
-    return succeeded_result(result).summary(model=model)
-
-
 def succeeded_result(result: TaskResult) -> TaskResult:
     """Return ``result`` if the generation succeeded with a video; raise the reason otherwise.
 
     A content-policy refusal raises :class:`KlingContentPolicyError`, which Airflow does not retry:
-    a retry would pay for the same refusal.
+    a retry would pay for the same refusal (see :func:`~airflow_provider_kling.polling.failure_of`).
     """
     task = result.task
     state = task.state
     if state is TaskStatus.SUCCEED:
-        if not result.videos:
-            raise KlingError("the generation succeeded but returned no video", kling_task_id=task.task_id)
-        return result
-    if state is TaskStatus.FAILED:
-        reason = task.reason or "no reason given by the vendor"
-        if is_content_policy_reason(reason):
-            raise KlingContentPolicyError(
-                f"Kling refused the content: {reason}. Not retried: change the prompt or image",
-                reason=reason,
+        if not has_video(result):
+            raise KlingError(
+                f"Kling task {task.task_id} succeeded but returned no video URL: nothing to deliver",
                 kling_task_id=task.task_id,
             )
-        raise KlingTaskFailedError(f"Kling generation failed: {reason}", reason=reason, kling_task_id=task.task_id)
+        return result
+    if state is TaskStatus.FAILED:
+        raise failure_of(result)
     raise KlingError(
         f"the generation is not finished or has an undocumented status {task.status!r}",
         kling_task_id=task.task_id,
     )
-
-
-def result_from_event(
-    event: dict[str, Any] | None, *, model: str | None = None, kling_task_id: str | None = None
-) -> dict[str, Any]:
-    """The result summary carried by a trigger event (see :func:`event_result`)."""
-    return event_result(event, kling_task_id=kling_task_id).summary(model=model)
 
 
 def event_result(event: dict[str, Any] | None, *, kling_task_id: str | None = None) -> TaskResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 
 from airflow_provider_kling import clock
 from airflow_provider_kling._compat import AIRFLOW_VERSION, log_degradation_once, native_async_connection_lookup
+from airflow_provider_kling._request_rules import prepare_request
 from airflow_provider_kling.connection_form import (
     CONNECTION_FORM_FIELDS,
     connection_form_widgets,
@@ -38,9 +38,13 @@ from airflow_provider_kling.hooks.retry import (
     poll_retrying,
     submit_retrying,
 )
-from airflow_provider_kling.models import KlingRequest, SubmitResponse, TaskResult, TaskStatus, build_request
-from airflow_provider_kling.models.requests import MODEL_NAME_PATTERN
-from airflow_provider_kling.polling import describe_progress, next_poll_delay
+from airflow_provider_kling.models import KlingRequest, SubmitResponse, TaskResult
+from airflow_provider_kling.polling import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_PROGRESS_LOG_INTERVAL,
+    Outcome,
+    PollReader,
+)
 
 SUBMIT_PATH = "/v3/async/{model}"
 TASK_RESULT_PATH = "/v3/async/task-result"
@@ -262,32 +266,64 @@ class KlingHook(BaseHook):
         poll_interval: float = 10.0,
         timeout: float = 3600.0,
         max_poll_interval: float | None = None,
+        submitted_at: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        progress_log_interval: float = DEFAULT_PROGRESS_LOG_INTERVAL,
     ) -> TaskResult:
         """Block until the generation finishes; return its final Task Result (succeeded or failed).
 
         For the synchronous path (``deferrable=False``); deferrable operators use
-        :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` instead.
+        :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` instead. Each poll is read by
+        :class:`~airflow_provider_kling.polling.PollReader`, as the trigger's and the sensor's are.
 
+        :param submitted_at: When the task was submitted (epoch seconds): ``404 TASK_NOT_FOUND`` is
+            retried until ``not_found_grace`` seconds after it (after the first poll when ``None``).
+        :param progress_log_interval: Log progress at least this often while nothing changes.
         :raises KlingTimeoutError: not finished within ``timeout`` seconds (the Kling task keeps running).
-        :raises KlingError: an undocumented status (never taken for success).
+        :raises KlingError: an undocumented status, a success without a video, a task still unknown
+            after the grace window (never taken for success).
         """
-        deadline = time.time() + timeout
+        deadline = clock.now() + timeout
+        reader = PollReader(
+            kling_task_id,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            submitted_at=submitted_at,
+            not_found_grace=not_found_grace,
+            progress_log_interval=progress_log_interval,
+        )
+        last_status = "none yet"
         while True:
-            result = self.get_task_result(kling_task_id, deadline=deadline)
-            self.log.info(describe_progress(kling_task_id, result.task))
-            state = result.task.state
-            if state.is_terminal:
-                return result
-            if state is TaskStatus.UNKNOWN:
-                raise KlingError(f"undocumented task status {result.task.status!r}", kling_task_id=kling_task_id)
-            delay = next_poll_delay(result.task, poll_interval, max_poll_interval)
-            if time.time() + delay >= deadline:
+            try:
+                result = self.get_task_result(kling_task_id, deadline=deadline)
+            except KlingTimeoutError:
+                raise
+            except KlingError as err:
+                step = reader.read_error(err)
+            else:
+                last_status = result.task.status
+                step = reader.read(result)
+            if step.info:
+                self.log.info(step.info)
+            if step.warning:
+                self.log.warning(step.warning)
+            if step.outcome is Outcome.ERROR:
+                assert step.error is not None
+                raise step.error
+            if step.outcome.is_final:
+                assert step.result is not None
+                return step.result
+            if step.reconnect:
+                # A rotated key: read the connection again, with a new client, before the next poll.
+                self.close()
+                self._settings = None
+            if clock.now() + step.delay >= deadline:
                 raise KlingTimeoutError(
-                    f"the video was not ready within {timeout:.0f} s (last status {result.task.status}); the "
+                    f"the video was not ready within {timeout:.0f} s (last status {last_status}); the "
                     "Kling task keeps running: wait for it with KlingTaskSensor",
                     kling_task_id=kling_task_id,
                 )
-            time.sleep(delay)
+            clock.sleep(step.delay)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the base URL and API key with one harmless Task Result call (nothing is billed)."""
@@ -367,17 +403,8 @@ def _missing_connection(conn_id: str) -> KlingAuthError:
 
 
 def _payload(model: str, request: KlingRequest | Mapping[str, Any]) -> dict[str, Any]:
-    from airflow_provider_kling.exceptions import KlingValidationError
-    from airflow_provider_kling.models import REQUEST_MODELS
-
-    if not MODEL_NAME_PATTERN.fullmatch(model):
-        raise KlingValidationError(
-            f"model={model!r}: must be a Kling endpoint name such as kling-v3.0-std-t2v "
-            "(lower-case letters, digits, dots and dashes)"
-        )
-    if model in REQUEST_MODELS or isinstance(request, KlingRequest):
-        return build_request(model, request).to_payload()
-    return dict(request)
+    prepared = prepare_request(model, request)
+    return prepared.to_payload() if isinstance(prepared, KlingRequest) else prepared
 
 
 def _parse_result(response: httpx.Response, kling_task_id: str) -> TaskResult:

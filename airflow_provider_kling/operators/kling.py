@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._compat import AIRFLOW_VERSION, DURABLE_EXECUTION_SUPPORTED
 from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
-from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
+from airflow_provider_kling._request_rules import prepare_request
+from airflow_provider_kling._task_support import (
+    check_output_target,
+    defer_to_trigger,
+    is_unresolved,
+    resolve_deferrable,
+)
+from airflow_provider_kling.delivery import check_output_path
 from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.lineage import KlingLineageMixin
 from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
-from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus, build_request
+from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus
 from airflow_provider_kling.models.images import encode_local_image, is_local_image
 from airflow_provider_kling.models.requests import check_resolved_fields
-from airflow_provider_kling.triggers.kling import KlingTaskTrigger
+from airflow_provider_kling.polling import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_PROGRESS_LOG_INTERVAL,
+    format_epoch,
+    is_task_not_found,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: The operator asks Airflow to give up on a deferral this long after the trigger's own deadline, so
-#: the trigger's clearer ``timeout`` event always arrives first.
-DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
 #: Status reported by ``wait_for_completion=False`` (the vendor has not been asked yet).
 SUBMITTED = "SUBMITTED"
 #: Task state store key of the submitted request's fingerprint: a retry re-attaches only to a
@@ -38,6 +48,11 @@ SUBMITTED = "SUBMITTED"
 STATE_REQUEST_FINGERPRINT = "kling_request_sha256"
 #: Pseudo-status of a stored generation whose request differs from the current one.
 REQUEST_CHANGED = "REQUEST_CHANGED"
+#: Task state store key of the submission: ``{"kling_task_id": ..., "submitted_at": ISO 8601 UTC}``, so a
+#: retry that re-attaches keeps the not-found grace window of the original submit.
+STATE_SUBMISSION = "kling_submission"
+#: Pseudo-status of a stored generation the vendor does not show yet, within the grace window: re-attach.
+NOT_VISIBLE_YET = "NOT_VISIBLE_YET"
 _IMAGE_FIELDS = ("image", "end_image")
 
 
@@ -49,7 +64,10 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
 
     **Waiting.** With ``deferrable=True`` (the default) the task defers to
     :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` and frees its worker slot while the
-    video renders; with ``deferrable=False`` it polls from the worker. ``wait_for_completion=False``
+    video renders; with ``deferrable=False`` it polls from the worker. Left unset, ``deferrable``
+    follows an administrator's explicit ``[operators] default_deferrable`` (a deployment without a
+    triggerer sets it to false), and is ``True`` otherwise: Airflow's shipped ``false`` does not count.
+    ``execution_timeout`` bounds the whole task, deferral included. ``wait_for_completion=False``
     returns right after the submit (wait later with
     :class:`~airflow_provider_kling.sensors.kling.KlingTaskSensor`).
 
@@ -64,13 +82,19 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
     :param model: Kling endpoint, e.g. ``kling-v3.0-pro-t2v`` (templated).
     :param payload: Request body (templated). Validated for known models.
     :param kling_conn_id: The ``kling`` connection (templated).
-    :param deferrable: Wait on the triggerer (default) instead of the worker.
+    :param deferrable: Wait on the triggerer instead of the worker (default: ``[operators]
+        default_deferrable`` when an administrator set it, else ``True``).
     :param wait_for_completion: Wait for the video (default) or return after the submit.
     :param poll_interval: Shortest wait between two polls, seconds.
     :param max_poll_interval: Longest wait between polls while the video is far from done (default
         six times ``poll_interval``).
-    :param timeout: How long to wait for the video (``timedelta`` or seconds; default one hour). The
-        Kling task keeps running after a timeout; a retry re-attaches to it.
+    :param timeout: How long to wait for the video (``timedelta`` or seconds; default one hour), never
+        past what is left of ``execution_timeout``. The Kling task keeps running after a timeout; a retry
+        re-attaches to it.
+    :param not_found_grace: How long after the submit a ``404 TASK_NOT_FOUND`` means "not visible yet"
+        and is retried (``timedelta`` or seconds; default two minutes), see docs/reliability.md.
+    :param progress_log_interval: Log status and progress when they change, and at least this often
+        (seconds; default five minutes) while they do not.
     :param durable: Re-attach on retries instead of paying again (Airflow 3.3+; older versions log one
         warning per try and submit anew, see docs/compatibility.md).
     :param output_path: Copy the video here once it is ready (templated ``ObjectStoragePath`` URI such as
@@ -107,7 +131,7 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         model: str,
         payload: Mapping[str, Any] | None = None,
         kling_conn_id: str = KlingHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         wait_for_completion: bool = True,
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
@@ -115,6 +139,8 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         durable: bool = True,
         output_path: str | None = None,
         output_conn_id: str | None = None,
+        not_found_grace: timedelta | float = timedelta(seconds=DEFAULT_NOT_FOUND_GRACE),
+        progress_log_interval: float = DEFAULT_PROGRESS_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
         if DURABLE_EXECUTION_SUPPORTED:
@@ -126,24 +152,26 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         self._durable_requested = durable
         self.output_path = output_path
         self.output_conn_id = output_conn_id
-        if output_conn_id is not None and output_path is None:
-            raise KlingValidationError("output_conn_id needs output_path: it is the connection to write the video with")
+        check_output_target(output_path, output_conn_id)
         if output_path is not None and not wait_for_completion:
             raise KlingValidationError(
                 "output_path needs wait_for_completion=True; to copy a video submitted earlier, give "
                 "output_path to KlingTaskSensor"
             )
-        if output_path is not None and not _unresolved(output_path):
-            literal_conn_id = None if _unresolved(output_conn_id) else output_conn_id
-            check_conn_id(normalise_output_path(output_path), literal_conn_id)
         self.model = model
         self.payload = dict(payload or {})
         self.kling_conn_id = kling_conn_id
-        self.deferrable = deferrable
+        self.deferrable = resolve_deferrable(deferrable)
         self.wait_for_completion = wait_for_completion
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max_poll_interval
         self.timeout = timeout
+        self.not_found_grace = _seconds(not_found_grace)
+        self.progress_log_interval = float(progress_log_interval)
+        if self.not_found_grace < 0:
+            raise KlingValidationError(f"not_found_grace={not_found_grace!r}: must be 0 seconds or more")
+        if self.progress_log_interval <= 0:
+            raise KlingValidationError(f"progress_log_interval={progress_log_interval!r}: must be more than 0 seconds")
         if self.poll_interval <= 0:
             raise KlingValidationError(f"poll_interval={poll_interval!r}: must be more than 0 seconds")
         if self.timeout_seconds <= 0:
@@ -151,6 +179,7 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         self._final_result: TaskResult | None = None
         self._summary: dict[str, Any] | None = None
         self._submitted_id: str | None = None
+        self._submitted_at: float | None = None
         if not self.request_fields:
             self._check_literal_request()
 
@@ -179,10 +208,7 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
                     values[name] = encode_local_image(values[name])
                 except ValueError as err:
                     raise KlingValidationError(f"{name}: {err}") from None
-        if self.model not in REQUEST_MODELS:
-            self.log.warning("Model %s is unknown to this provider: its payload is sent unvalidated", self.model)
-            return values
-        return build_request(self.model, values)
+        return prepare_request(self.model, values, log=self.log)
 
     def _check_model(self, model: str) -> None:
         if self.allowed_models and model not in self.allowed_models:
@@ -192,13 +218,13 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
 
     def _check_literal_request(self) -> None:
         """At DAG parse time, reject whatever is already known to be wrong (templated fields wait)."""
-        if _unresolved(self.model):
+        if is_unresolved(self.model):
             return
         self._check_model(self.model)
         if self.model not in REQUEST_MODELS:
             return
         values = self.request_values()
-        pending = {name for name, value in values.items() if _unresolved(value) or is_local_image(value)}
+        pending = {name for name, value in values.items() if is_unresolved(value) or is_local_image(value)}
         check_resolved_fields(self.model, values, pending)
 
     # -- Airflow entry points --------------------------------------------------------------------------
@@ -211,7 +237,7 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
     @property
     def timeout_seconds(self) -> float:
         """``timeout`` in seconds."""
-        return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        return _seconds(self.timeout)
 
     def execute(self, context: Context) -> Any:
         """Validate, then submit (or re-attach to the generation an earlier try submitted) and wait."""
@@ -241,6 +267,8 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         """Submit the validated request; push ``kling_task_id`` to XCom before any wait."""
         kling_task_id = self.hook.submit(self.model, self._request)
         self._submitted_id = kling_task_id
+        submitted = clock.utcnow()
+        self._submitted_at = submitted.timestamp()
         context["ti"].xcom_push(key=XCOM_KLING_TASK_ID, value=kling_task_id)
         # Airflow resolves extra links whenever the task stops, deferral included; an empty link until
         # the video exists keeps it from logging a missing-XCom error on every deferral.
@@ -248,11 +276,15 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         store = context.get("task_state_store")
         if self.durable and store is not None:
             store.set(STATE_REQUEST_FINGERPRINT, self._fingerprint())
+            store.set(STATE_SUBMISSION, {"kling_task_id": kling_task_id, "submitted_at": submitted.isoformat()})
         self.log.info("Submitted %s generation: kling_task_id=%s", self.model, kling_task_id)
         return kling_task_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Status of the generation an earlier try submitted (a task the vendor forgot counts as failed).
+
+        Within the not-found grace window of its submit (stored with the id), a task the vendor does not
+        show yet is re-attached to, not submitted again: it may just not be visible yet.
 
         An undocumented status raises instead of counting as failed: that generation may still be
         rendering (and billed), so submitting again could pay twice.
@@ -266,9 +298,23 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
                 external_id,
             )
             return REQUEST_CHANGED
+        self._submitted_at = _stored_submit_time(store, str(external_id))
         try:
             result = self.hook.get_task_result(str(external_id))
-        except KlingNotFoundError:
+        except KlingNotFoundError as err:
+            if (
+                is_task_not_found(err)
+                and self._submitted_at is not None
+                and clock.now() < self._submitted_at + self.not_found_grace
+            ):
+                self.log.warning(
+                    "Kling task %s from an earlier try is not visible yet; it was submitted at %s, within the "
+                    "%.0f s grace window: re-attaching instead of paying again",
+                    external_id,
+                    format_epoch(self._submitted_at),
+                    self.not_found_grace,
+                )
+                return NOT_VISIBLE_YET
             self.log.warning("Kling task %s from an earlier try is unknown to the vendor", external_id)
             return "TASK_NOT_FOUND"
         if result.task.state is TaskStatus.UNKNOWN:
@@ -287,8 +333,8 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def is_job_active(self, status: str) -> bool:
-        """Queued or processing: re-attach."""
-        return TaskStatus.parse(status).is_in_flight
+        """Queued or processing (or not visible yet, within the grace window): re-attach."""
+        return status == NOT_VISIBLE_YET or TaskStatus.parse(status).is_in_flight
 
     def is_job_succeeded(self, status: str) -> bool:
         """Succeeded: return its result without paying again."""
@@ -304,23 +350,26 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         if not self.wait_for_completion:
             return self._submitted(kling_task_id)
         if self.deferrable:
-            self.defer(
-                trigger=KlingTaskTrigger(
-                    kling_task_id=kling_task_id,
-                    end_time=time.time() + self.timeout_seconds,
-                    kling_conn_id=self.kling_conn_id,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                ),
-                method_name="execute_complete",
-                kwargs={"kling_task_id": kling_task_id},
-                timeout=timedelta(seconds=self.timeout_seconds) + DEFER_TIMEOUT_MARGIN,
+            defer_to_trigger(
+                self,
+                context,
+                kling_task_id=kling_task_id,
+                kling_conn_id=self.kling_conn_id,
+                timeout_seconds=self.timeout_seconds,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                submitted_at=self._submitted_at,
+                not_found_grace=self.not_found_grace,
+                progress_log_interval=self.progress_log_interval,
             )
         self._final_result = self.hook.wait_for_task(
             kling_task_id,
             poll_interval=self.poll_interval,
             timeout=self.timeout_seconds,
             max_poll_interval=self.max_poll_interval,
+            submitted_at=self._submitted_at,
+            not_found_grace=self.not_found_grace,
+            progress_log_interval=self.progress_log_interval,
         )
         return self._complete(context, self._final_result)
 
@@ -544,15 +593,19 @@ class KlingMotionControlOperator(KlingSubmitOperator):
         self._check_literal_request()
 
 
-def _unresolved(value: Any) -> bool:
-    """Whether a value is only known once the task runs (a Jinja template, an XCom reference, ...)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_unresolved(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_unresolved(item) for item in value)
-    return not isinstance(value, (int, float, bool, bytes, Path, type(None)))
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _stored_submit_time(store: Any, kling_task_id: str) -> float | None:
+    """The submit time stored with ``kling_task_id`` (epoch seconds), if this is the id it was stored with."""
+    stored = store.get(STATE_SUBMISSION) if store is not None else None
+    if not isinstance(stored, Mapping) or stored.get("kling_task_id") != kling_task_id:
+        return None
+    try:
+        return pendulum.parse(str(stored["submitted_at"])).timestamp()  # type: ignore[union-attr]
+    except (KeyError, ValueError, AttributeError):
+        return None
 
 
 def _local_path_as_uri(value: Any) -> Any:

@@ -149,12 +149,14 @@ async def task_result(request: Request) -> Response:
         return done(failure, note)
     if not task_id:
         return done(error_response(400, "INVALID_REQUEST_BODY", "task_id is required"), note)
-    if task is None:
-        return done(error_response(404, "TASK_NOT_FOUND", f"task {task_id} not found"), note)
+    if task is None or sandbox.poll_faults.not_found(task):
+        return done(error_response(404, "TASK_NOT_FOUND", f"task {task_id} not found"), "not_found" if task else note)
     now = sandbox.clock()
     ttl = sandbox.scenario.url_ttl if task.url_ttl is None else task.url_ttl
     base = sandbox.settings.public_url or str(request.base_url)
     url = sandbox.signer.url(base, task.task_id, now=now, ttl=ttl) if now >= task.completes_at else None
+    if url is not None and task.succeeds and sandbox.poll_faults.empty_success(task):
+        url, note = None, "empty_success"
     return done(json_response(result_body(task, now, url, ttl)), note)
 
 

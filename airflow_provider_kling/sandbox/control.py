@@ -81,6 +81,23 @@ async def reset_config(request: Request) -> Response:
     return json_response(_sandbox(request).reset_config().model_dump())
 
 
+@router.post("/api-key")
+async def rotate_api_key(request: Request) -> Response:
+    """Rotate the accepted API key: ``{"api_key": "..."}``. The old key is refused from now on.
+
+    The answer never echoes the key.
+    """
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        body = None
+    key = body.get("api_key") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not key.strip():
+        return error_response(400, "INVALID_REQUEST_BODY", 'body must be {"api_key": "<non-empty key>"}')
+    _sandbox(request).rotate_api_key(key.strip())
+    return json_response({"status": "rotated"})
+
+
 @router.get("/journal")
 async def get_journal(request: Request) -> Response:
     """Requests seen, oldest first; filter with ``?task_id=``, ``?method=`` and ``?kind=``."""

@@ -4,6 +4,11 @@ A task's whole life is decided when it is submitted (how long it queues and gene
 succeeds, which seed it reports), so its status is a pure function of the clock afterwards. Per-task
 overrides come from markers such as ``[sandbox:seconds=20]`` in ``prompt`` or any
 ``multi_prompt[].prompt``; everything else comes from the current :class:`~.settings.Scenario`.
+
+Two markers imitate an eventually consistent vendor, answer by answer: ``[sandbox:not_found=2]`` makes
+the task's first two polls answer ``404 TASK_NOT_FOUND`` (the id is not visible yet), and
+``[sandbox:empty_success=1]`` makes its first poll after it succeeded answer ``TASK_STATUS_SUCCEED``
+with no video (see :class:`PollFaults`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ DEFAULT_FAIL_REASON = "TASK_FAILED: video generation failed"
 FAIL_RATE_REASON = "TASK_FAILED: video generation failed (sandbox fail-rate)"
 
 _MARKER = re.compile(r"\[sandbox:\s*([A-Za-z_]+)\s*(?:=([^\]]*))?\]", re.IGNORECASE)
-_VALUED = frozenset({"seconds", "queue", "ttl", "seed"})
+_VALUED = frozenset({"seconds", "queue", "ttl", "seed", "not_found", "empty_success"})
 _FLAGS = frozenset({"policy", "empty_extra", "succeed"})
 KNOWN_MARKERS = tuple(sorted(_VALUED | _FLAGS | {"fail"}))
 
@@ -41,6 +46,8 @@ class Markers:
     queue: float | None = None
     ttl: int | None = None
     seed: int | None = None
+    not_found: int | None = None
+    empty_success: int | None = None
     fail: str | None = None
     policy: bool = False
     empty_extra: bool = False
@@ -180,3 +187,37 @@ class Chaos:
                 error = name
                 break
         return ChaosDraw(error=error, slow=slow_roll < scenario.rate_slow)
+
+
+class PollFaults:
+    """The per-task answer faults of the ``not_found`` and ``empty_success`` markers.
+
+    Counts each task's polls in memory (a restarted sandbox starts counting again), so "the first two
+    polls" means two answers, whoever asks.
+    """
+
+    def __init__(self) -> None:
+        self._polls: dict[str, int] = {}
+        self._successes: dict[str, int] = {}
+
+    def not_found(self, task: TaskRecord) -> bool:
+        """Whether this poll of ``task`` answers ``404 TASK_NOT_FOUND`` (counts the poll)."""
+        seen = self._polls.get(task.task_id, 0)
+        self._polls[task.task_id] = seen + 1
+        return seen < _marker_count(task, "not_found")
+
+    def empty_success(self, task: TaskRecord) -> bool:
+        """Whether this poll of a succeeded ``task`` answers without its video (counts the answer)."""
+        seen = self._successes.get(task.task_id, 0)
+        self._successes[task.task_id] = seen + 1
+        return seen < _marker_count(task, "empty_success")
+
+
+def _marker_count(task: TaskRecord, name: str) -> int:
+    value = task.markers.get(name)
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return 0

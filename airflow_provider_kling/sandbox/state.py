@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from airflow_provider_kling.sandbox.media import UrlSigner
 from airflow_provider_kling.sandbox.responses import error_response
-from airflow_provider_kling.sandbox.scenarios import Chaos, TaskPlanner
+from airflow_provider_kling.sandbox.scenarios import Chaos, PollFaults, TaskPlanner
 from airflow_provider_kling.sandbox.settings import RUNTIME_FIELDS, SandboxSettings, Scenario
 from airflow_provider_kling.sandbox.store import MemoryStore, open_store
 
@@ -45,8 +45,13 @@ class Sandbox:
         self.signer = UrlSigner(self._signing_secret())
         self.chaos = Chaos(self.scenario.seed)
         self.planner = TaskPlanner(self.scenario.seed)
+        self.poll_faults = PollFaults()
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._api_key = key.encode() if key else None
+
+    def rotate_api_key(self, key: str) -> None:
+        """Accept only ``key`` from now on (the old one is refused with 403), as a vendor console does."""
+        self._api_key = key.encode()
 
     def _signing_secret(self) -> bytes:
         if self.settings.signing_secret:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._completion import complete, event_result
-from airflow_provider_kling.delivery import check_conn_id, check_output_path, normalise_output_path
-from airflow_provider_kling.exceptions import KlingError, KlingValidationError
+from airflow_provider_kling._task_support import check_output_target, defer_to_trigger, resolve_deferrable
+from airflow_provider_kling.delivery import check_output_path
+from airflow_provider_kling.exceptions import KlingError, KlingTimeoutError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.lineage import KlingLineageMixin
 from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
-from airflow_provider_kling.models import TaskResult, TaskStatus
-from airflow_provider_kling.operators.kling import DEFER_TIMEOUT_MARGIN
-from airflow_provider_kling.polling import describe_progress
-from airflow_provider_kling.triggers.kling import KlingTaskTrigger
+from airflow_provider_kling.models import TaskResult
+from airflow_provider_kling.polling import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_PROGRESS_LOG_INTERVAL,
+    Outcome,
+    PollReader,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -28,18 +31,25 @@ if TYPE_CHECKING:
 class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
     """Wait until a Kling generation finishes; return the same result dict as the operators.
 
-    Deferrable by default: the wait runs on the triggerer. A failed generation fails the sensor with
-    the vendor's reason (a content-policy refusal without retry). ``timeout`` is the sensor's usual
-    timeout in seconds.
+    Deferrable by default (or as an administrator's explicit ``[operators] default_deferrable`` says):
+    the wait runs on the triggerer. A failed generation fails the sensor with the vendor's reason (a
+    content-policy refusal without retry). ``timeout`` is the sensor's usual timeout in seconds, never
+    past what is left of ``execution_timeout`` once deferred.
+
+    Each poll is read as the operators' are (:class:`~airflow_provider_kling.polling.PollReader`). The
+    age of the id is unknown here, so the not-found grace window counts from the sensor's first poll.
 
     :param kling_task_id: The Kling task id (templated), typically pulled from the submitting task.
     :param kling_conn_id: The ``kling`` connection (templated).
-    :param deferrable: Wait on the triggerer (default) instead of poking from a worker.
+    :param deferrable: Wait on the triggerer instead of poking from a worker (default: ``[operators]
+        default_deferrable`` when an administrator set it, else ``True``).
     :param poll_interval: Seconds between polls (the sensor's ``poke_interval``).
     :param max_poll_interval: Longest wait between polls while the video is far from done.
     :param output_path: Copy the video here once ready, as the operators do (see docs/delivery.md).
     :param output_conn_id: The Airflow connection to write ``output_path`` with (templated), as the
         operators take it.
+    :param not_found_grace: Seconds from the first poll during which ``404 TASK_NOT_FOUND`` is retried.
+    :param progress_log_interval: Log progress at least this often while nothing changes, seconds.
 
     Example::
 
@@ -57,11 +67,13 @@ class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
         *,
         kling_task_id: str,
         kling_conn_id: str = KlingHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
         output_path: str | None = None,
         output_conn_id: str | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        progress_log_interval: float = DEFAULT_PROGRESS_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
         if float(poll_interval) <= 0:
@@ -70,16 +82,15 @@ class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         self.kling_task_id = kling_task_id
         self.kling_conn_id = kling_conn_id
-        self.deferrable = deferrable
+        self.deferrable = resolve_deferrable(deferrable)
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max_poll_interval
         self.output_path = output_path
         self.output_conn_id = output_conn_id
-        if output_conn_id is not None and output_path is None:
-            raise KlingValidationError("output_conn_id needs output_path: it is the connection to write the video with")
-        if output_path is not None and not _templated(output_path):
-            literal_conn_id = None if output_conn_id is None or _templated(output_conn_id) else output_conn_id
-            check_conn_id(normalise_output_path(output_path), literal_conn_id)
+        self.not_found_grace = float(not_found_grace)
+        self.progress_log_interval = float(progress_log_interval)
+        check_output_target(output_path, output_conn_id)
+        self._reader: PollReader | None = None
 
     @cached_property
     def hook(self) -> KlingHook:
@@ -98,30 +109,62 @@ class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
         done = self.poke(context)
         if isinstance(done, PokeReturnValue):
             return done.xcom_value
-        timeout = float(self.timeout)
         context["ti"].xcom_push(key=XCOM_VIDEO_URL, value="")  # see KlingSubmitOperator.submit_job
-        self.defer(
-            trigger=KlingTaskTrigger(
-                kling_task_id=self.kling_task_id,
-                end_time=time.time() + timeout,
-                kling_conn_id=self.kling_conn_id,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-            ),
-            method_name="execute_complete",
-            kwargs={"kling_task_id": self.kling_task_id},
-            timeout=timedelta(seconds=timeout) + DEFER_TIMEOUT_MARGIN,
+        defer_to_trigger(
+            self,
+            context,
+            kling_task_id=self.kling_task_id,
+            kling_conn_id=self.kling_conn_id,
+            timeout_seconds=float(self.timeout),
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            # The grace window goes on from this sensor's first poll, not from the deferral.
+            submitted_at=self._poll_reader(context).window_start,
+            not_found_grace=self.not_found_grace,
+            progress_log_interval=self.progress_log_interval,
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One poll: not done while queued or processing; the result (or the failure) once finished."""
-        result = self.hook.get_task_result(self.kling_task_id)
-        self.log.info(describe_progress(self.kling_task_id, result.task))
-        if result.task.state.is_in_flight:
+        reader = self._poll_reader(context)
+        try:
+            result = self.hook.get_task_result(self.kling_task_id)
+        except KlingTimeoutError:
+            raise
+        except KlingError as err:
+            step = reader.read_error(err)
+        else:
+            step = reader.read(result)
+        if step.info:
+            self.log.info(step.info)
+        if step.warning:
+            self.log.warning(step.warning)
+        if step.reconnect:
+            self.hook.close()
+            self.__dict__.pop("hook", None)  # a rotated key: the next poke reads the connection again
+        if step.outcome is Outcome.WAIT:
             return False
-        if result.task.state is TaskStatus.UNKNOWN:
-            raise KlingError(f"undocumented task status {result.task.status!r}", kling_task_id=self.kling_task_id)
-        return PokeReturnValue(is_done=True, xcom_value=self._complete(context, result))
+        if step.outcome is Outcome.DONE:
+            assert step.result is not None
+            return PokeReturnValue(is_done=True, xcom_value=self._complete(context, step.result))
+        assert step.error is not None
+        raise step.error
+
+    def _poll_reader(self, context: Context) -> PollReader:
+        """This try's reader; in reschedule mode each poke is a new instance, so the grace window counts
+        from the try's start rather than from each poke."""
+        if self._reader is None:
+            started = getattr(context.get("ti"), "start_date", None)
+            self._reader = PollReader(
+                self.kling_task_id,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                submitted_at=started.timestamp() if started is not None else clock.now(),
+                not_found_grace=self.not_found_grace,
+                progress_log_interval=self.progress_log_interval,
+                counted_from="the sensor started",
+            )
+        return self._reader
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, kling_task_id: str | None = None
@@ -141,8 +184,3 @@ class KlingTaskSensor(KlingLineageMixin, BaseSensorOperator):
             refresh=lambda: self.hook.get_task_result(kling_task_id),
             outlets=self.outlets,
         )
-
-
-def _templated(value: str) -> bool:
-    """Whether ``value`` is a Jinja template, rendered only when the task runs."""
-    return "{{" in value or "{%" in value

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._compat import TRIGGER_ON_KILL_SUPPORTED
 from airflow_provider_kling.exceptions import KlingError, KlingTimeoutError
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.hooks.retry import DEFAULT_MAX_ATTEMPTS
-from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
-from airflow_provider_kling.polling import describe_progress, next_poll_delay
+from airflow_provider_kling.models import TaskEvent, TaskResult
+from airflow_provider_kling.polling import (
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_PROGRESS_LOG_INTERVAL,
+    Outcome,
+    PollReader,
+    Step,
+)
 
 
 class KlingTaskTrigger(BaseTrigger):
@@ -22,16 +28,18 @@ class KlingTaskTrigger(BaseTrigger):
 
     The event's ``status`` is ``success`` or ``failed`` (with the parsed Task Result and the vendor's
     reason), ``timeout`` (``end_time`` passed) or ``error`` (a permanent API error, the failure budget
-    spent, or an undocumented status, which is never taken for success).
+    spent, an undocumented status or a success without a video, never taken for success). What each
+    poll means is decided by :class:`~airflow_provider_kling.polling.PollReader`, as in the sync wait
+    and the sensor: a ``404 TASK_NOT_FOUND`` within ``not_found_grace`` of ``submitted_at`` is retried.
 
     Polling is natively async on one HTTP connection pool shared by every trigger of the connection in
     the triggerer process, rate-limited per connection, and eta-aware (see
     :mod:`airflow_provider_kling.polling`). Transient failures are retried with jittered exponential
     backoff, up to ``max_attempts`` consecutive failures per poll and never past ``end_time``.
 
-    The trigger serialises primitives only. ``end_time`` is absolute (epoch seconds), so a trigger that
-    a restarted triggerer rebuilds keeps its original deadline. Polling is read-only, so two copies of
-    one trigger (triggerer HA) are harmless.
+    The trigger serialises primitives only. ``end_time`` and ``submitted_at`` are absolute (epoch
+    seconds), so a trigger that a restarted triggerer rebuilds keeps its deadline and its grace window.
+    Polling is read-only, so two copies of one trigger (triggerer HA) are harmless.
 
     :param kling_task_id: The vendor's task id.
     :param kling_conn_id: The ``kling`` connection.
@@ -39,6 +47,10 @@ class KlingTaskTrigger(BaseTrigger):
     :param poll_interval: Shortest wait between polls, seconds.
     :param max_poll_interval: Longest wait between polls while the vendor's eta is far off.
     :param max_attempts: Consecutive failed attempts tolerated for one poll.
+    :param submitted_at: When the Kling task was submitted, epoch seconds (``None``: unknown, the grace
+        window then counts from the first poll).
+    :param not_found_grace: Seconds after ``submitted_at`` during which ``TASK_NOT_FOUND`` is retried.
+    :param progress_log_interval: Log progress at least this often while nothing changes, seconds.
     """
 
     def __init__(
@@ -50,6 +62,9 @@ class KlingTaskTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        submitted_at: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        progress_log_interval: float = DEFAULT_PROGRESS_LOG_INTERVAL,
     ) -> None:
         super().__init__()
         self.kling_task_id = kling_task_id
@@ -58,6 +73,9 @@ class KlingTaskTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
         self.max_attempts = int(max_attempts)
+        self.submitted_at = None if submitted_at is None else float(submitted_at)
+        self.not_found_grace = float(not_found_grace)
+        self.progress_log_interval = float(progress_log_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and primitive kwargs (no secrets: the key stays in the connection)."""
@@ -68,6 +86,9 @@ class KlingTaskTrigger(BaseTrigger):
             "poll_interval": self.poll_interval,
             "max_poll_interval": self.max_poll_interval,
             "max_attempts": self.max_attempts,
+            "submitted_at": self.submitted_at,
+            "not_found_grace": self.not_found_grace,
+            "progress_log_interval": self.progress_log_interval,
         }
         return f"{type(self).__module__}.{type(self).__qualname__}", {
             key: value for key, value in kwargs.items() if value is not None
@@ -93,29 +114,47 @@ class KlingTaskTrigger(BaseTrigger):
 
     async def _wait(self) -> TaskEvent:
         hook = KlingHook(self.kling_conn_id, max_attempts=self.max_attempts)
+        reader = PollReader(
+            self.kling_task_id,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            submitted_at=self.submitted_at,
+            not_found_grace=self.not_found_grace,
+            progress_log_interval=self.progress_log_interval,
+        )
         while True:
-            if time.time() >= self.end_time:
+            if clock.now() >= self.end_time:
                 return self._event("timeout", "the video was not ready before the operator's timeout")
             try:
                 result = await hook.aget_task_result(self.kling_task_id, deadline=self.end_time)
             except KlingTimeoutError as err:
                 return self._event("timeout", err.message)
             except KlingError as err:
-                return self._error_event(err)
-            self.log.info(describe_progress(self.kling_task_id, result.task))
-            state = result.task.state
-            if state is TaskStatus.SUCCEED:
-                return self._event("success", "the video is ready", result)
-            if state is TaskStatus.FAILED:
-                reason = result.task.reason or "no reason given"
-                return self._event("failed", f"the generation failed: {reason}", result)
-            if state is TaskStatus.UNKNOWN:
-                return self._event("error", f"undocumented task status {result.task.status!r}", result)
-            delay = next_poll_delay(result.task, self.poll_interval, self.max_poll_interval)
-            # Sleep holding the delay, not the parsed answer: thousands of sleeping triggers then keep a
-            # third fewer objects alive for the garbage collector to scan (see docs/performance.md).
-            del result
-            await asyncio.sleep(max(0.0, min(delay, self.end_time - time.time())))
+                step = reader.read_error(err)
+            else:
+                step = reader.read(result)
+                # Sleep holding the delay, not the parsed answer: thousands of sleeping triggers then keep
+                # a third fewer objects alive for the garbage collector to scan (see docs/performance.md).
+                del result
+            if step.info:
+                self.log.info(step.info)
+            if step.warning:
+                self.log.warning(step.warning)
+            if step.outcome is not Outcome.WAIT:
+                return self._final_event(step)
+            await clock.asleep(min(step.delay, self.end_time - clock.now()))
+
+    def _final_event(self, step: Step) -> TaskEvent:
+        if step.outcome is Outcome.DONE:
+            return self._event("success", "the video is ready", step.result)
+        if step.outcome in (Outcome.FAILED, Outcome.REFUSED):
+            reason = step.result.task.reason if step.result is not None else None
+            return self._event("failed", f"the generation failed: {reason or 'no reason given'}", step.result)
+        assert step.error is not None
+        if step.error.http_status is None and step.result is not None:
+            # An answer that is not a result we can act on (undocumented status, no video): keep it.
+            return self._event("error", step.error.message, step.result)
+        return self._error_event(step.error)
 
     def _event(self, status: str, message: str, result: TaskResult | None = None) -> TaskEvent:
         return TaskEvent.model_validate(

@@ -196,7 +196,8 @@ def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     clock = FakeClock()
     monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
     for module in (hook_module, operator_module, sensor_module, trigger_module):
-        monkeypatch.setattr(module, "time", clock)
+        monkeypatch.setattr(module, "time", clock, raising=False)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's and BaseSensorOperator's waits
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # the trigger's and tenacity's async waits
+    monkeypatch.setattr(provider_clock, "_current", clock)  # the provider's own clock seam
     return clock

@@ -33,6 +33,8 @@ import pytest
 import respx
 from PIL import Image
 
+from airflow_provider_kling import clock as provider_clock
+
 KLING_BASE_URL = "http://127.0.0.1:8089"
 KLING_API_KEY = "fake-key-123"
 VIDEO_URL = "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc"
@@ -146,9 +148,10 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
     clock = FakeClock()
     monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
-    monkeypatch.setattr(hook_module, "time", clock)
+    monkeypatch.setattr(hook_module, "time", clock, raising=False)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's sync waits (tenacity.nap.sleep)
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # tenacity's async waits
+    monkeypatch.setattr(provider_clock, "_current", clock)  # the provider's own clock seam
     return clock
 
 

@@ -13,8 +13,6 @@ from airflow_provider_kling._completion import (
     XCOM_KLING_TASK_ID,
     complete,
     event_result,
-    result_from_event,
-    result_or_raise,
     succeeded_result,
 )
 from airflow_provider_kling.exceptions import (
@@ -31,6 +29,18 @@ MODEL = "kling-v3.0-std-t2v"
 
 def parsed(status: str, **kwargs: Any) -> TaskResult:
     return TaskResult.model_validate(task_result(status, **kwargs))
+
+
+def result_or_raise(result: TaskResult, *, model: str | None = None) -> dict[str, Any]:
+    """What an operator returns for a final result: the summary of a success, else the error raised."""
+    return succeeded_result(result).summary(model=model)
+
+
+def result_from_event(
+    event: dict[str, Any] | None, *, model: str | None = None, kling_task_id: str | None = None
+) -> dict[str, Any]:
+    """What ``execute_complete`` returns for a trigger event."""
+    return event_result(event, kling_task_id=kling_task_id).summary(model=model)
 
 
 def no_refresh() -> TaskResult:

@@ -298,6 +298,9 @@ def test_the_trigger_gets_the_connection_poll_settings_and_a_deadline_of_now_plu
         "poll_interval": 5.0,
         "max_poll_interval": 40.0,
         "max_attempts": 6,
+        "submitted_at": clock.now,  # the not-found grace window counts from the submit
+        "not_found_grace": 120.0,
+        "progress_log_interval": 300.0,
     }
 
 

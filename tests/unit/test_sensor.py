@@ -118,11 +118,18 @@ def test_poke_raises_on_an_undocumented_status(result_route):
         sensor().poke(make_context())
 
 
-def test_poke_raises_when_the_vendor_does_not_know_the_task(result_route):
-    result_route.side_effect = [httpx.Response(404, json={"code": 404, "reason": "TASK_NOT_FOUND", "message": "?"})]
+def test_poke_raises_when_the_vendor_still_does_not_know_the_task_after_the_grace_window(clock, result_route):
+    result_route.respond(404, json={"code": 404, "reason": "TASK_NOT_FOUND", "message": "?"})
+    waiting = sensor(not_found_grace=60)
+    context = make_context()
 
-    with pytest.raises(KlingNotFoundError, match="TASK_NOT_FOUND"):
-        sensor().poke(make_context())
+    assert waiting.poke(context) is False  # within the window, counted from the sensor's first poll
+    clock.advance(60)
+    with pytest.raises(KlingNotFoundError, match="TASK_NOT_FOUND") as caught:
+        waiting.poke(context)
+
+    assert "kt-1" in str(caught.value)
+    assert "60 s grace window" in str(caught.value)
 
 
 # -- deferrable execute ------------------------------------------------------------------------------
@@ -147,6 +154,9 @@ def test_deferrable_execute_checks_once_then_defers_to_a_kling_task_trigger(cloc
         "poll_interval": 5.0,
         "max_poll_interval": 30.0,
         "max_attempts": 6,
+        "submitted_at": clock.now,  # the grace window goes on from the sensor's first poll
+        "not_found_grace": 120.0,
+        "progress_log_interval": 300.0,
     }
 
 

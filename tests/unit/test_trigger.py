@@ -163,13 +163,13 @@ async def test_yields_timeout_when_retries_are_cut_short_by_the_deadline(clock, 
     [
         (401, {"code": 401, "reason": "MISSING_API_KEY", "message": "no key"}, "MISSING_API_KEY"),
         (403, {"code": 403, "reason": "INVALID_API_KEY", "message": "key refused"}, "INVALID_API_KEY"),
-        (404, {"code": 404, "reason": "TASK_NOT_FOUND", "message": "no such task"}, "TASK_NOT_FOUND"),
+        (404, {"code": 404, "reason": "API_NOT_FOUND", "message": "no such API"}, "API_NOT_FOUND"),
         (400, {"error": {"message": "bad task id", "code": 400}}, "bad task id"),
     ],
     ids=["401", "403", "404", "400-error-shape"],
 )
 async def test_yields_error_at_once_on_a_permanent_4xx(clock, result_route, status, body, reason):
-    result_route.side_effect = [httpx.Response(status, json=body)]
+    result_route.side_effect = [httpx.Response(status, json=body), httpx.Response(status, json=body)]
 
     payload = await first_event(make_trigger(clock))
 
@@ -177,7 +177,8 @@ async def test_yields_error_at_once_on_a_permanent_4xx(clock, result_route, stat
     assert payload["http_status"] == status
     assert payload.get("reason") == reason or reason in payload["message"]
     assert payload["error_type"] in ("KlingAuthError", "KlingNotFoundError", "KlingRequestError")
-    assert result_route.call_count == 1  # not retried
+    # Not retried, but for one poll after a refused key (a rotated key is read again).
+    assert result_route.call_count == (2 if payload["error_type"] == "KlingAuthError" else 1)
 
 
 async def test_yields_error_never_success_on_an_undocumented_status(clock, result_route):
@@ -386,6 +387,8 @@ def test_serialize_round_trips_through_the_class_path():
         "poll_interval": 15.0,
         "max_poll_interval": 90.0,
         "max_attempts": 4,
+        "not_found_grace": 120.0,
+        "progress_log_interval": 300.0,
     }
 
 
