@@ -199,5 +199,4 @@ def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
         monkeypatch.setattr(module, "time", clock, raising=False)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's and BaseSensorOperator's waits
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # the trigger's and tenacity's async waits
-    monkeypatch.setattr(provider_clock, "_current", clock)  # the provider's own clock seam
     return clock
