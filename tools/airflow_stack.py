@@ -430,8 +430,8 @@ class AirflowStack:
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, poll_interval: float = 1.0) -> RunResult:
         """Poll until the run is finished, recording each task instance's state transitions.
 
-        The recorded states are how tests see a task pass through ``deferred``: keep generations longer
-        than a few poll intervals.
+        The recorded states are samples (once per ``poll_interval``): a state shorter than that may be
+        missed. Whether a task deferred is told by :meth:`deferred_tries`, from the trigger logs.
         """
         started = time.monotonic()
         seen: dict[tuple[str, int], list[str]] = {}
@@ -562,6 +562,20 @@ class AirflowStack:
         """
         folder = self.task_log_dir(dag_id, run_id, task_id, map_index)
         return sorted(folder.glob(f"attempt={try_number}.log.trigger.*.log"))
+
+    def deferred_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[int]:
+        """The tries of a task instance that deferred to the triggerer, oldest first.
+
+        Read from the durable record, the trigger log files the triggerer wrote for each try, not from
+        states sampled while the run went on (a short deferral falls between two samples).
+        """
+        folder = self.task_log_dir(dag_id, run_id, task_id, map_index)
+        tries = set()
+        for path in folder.glob("attempt=*.log.trigger.*.log"):
+            match = re.match(r"attempt=(\d+)\.log\.trigger\.", path.name)
+            if match:
+                tries.add(int(match[1]))
+        return sorted(tries)
 
     def trigger_log(
         self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
