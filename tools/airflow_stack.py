@@ -32,11 +32,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import psutil
@@ -265,19 +265,14 @@ class AirflowStack:
         :raises AirflowStackError: the command failed (the message ends with its log's tail).
         """
         log = self.home / f"{'-'.join(args[:2])}.log"
-        with log.open("wb") as out:
-            done = subprocess.run(
-                self._airflow(*args),
-                env=self.env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
-        if done.returncode != 0:
-            raise AirflowStackError(f"airflow {' '.join(args[:2])} failed ({done.returncode}):\n{log_tail(log)}")
+        with log.open("wb") as out, self._spawn(args, out) as proc:
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        if code != 0:
+            raise AirflowStackError(f"airflow {' '.join(args[:2])} failed ({code}):\n{log_tail(log)}")
 
     def start(self, component: str) -> subprocess.Popen[bytes]:
         """Start one component (again, e.g. a new triggerer after :meth:`kill`), logging to a file.
@@ -294,15 +289,7 @@ class AirflowStack:
         log = self.log_path(component, n)
         with log.open("ab") as out:
             # A new session per component: killing its process group also kills what it forked.
-            proc = subprocess.Popen(
-                self._airflow(*self._command(component)),
-                env=self.env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            proc = self._spawn(self._command(component), out, start_new_session=True)
         self.procs[component] = proc
         self._all_pids.add(proc.pid)
         self._killed.discard(component)
@@ -710,6 +697,18 @@ class AirflowStack:
 
     def _airflow(self, *args: str) -> list[str]:
         return [self.python, "-m", "airflow", *args]
+
+    def _spawn(self, args: Sequence[str], out: IO[bytes], start_new_session: bool = False) -> subprocess.Popen[bytes]:
+        """``airflow <args>`` in the stack's home and environment, output (both streams) to ``out``."""
+        return subprocess.Popen(
+            self._airflow(*args),
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=start_new_session,
+        )
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self._check(self._api.get(path, params=params)).json()
