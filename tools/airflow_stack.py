@@ -381,8 +381,12 @@ class AirflowStack:
         self._wait(healthy, timeout, lambda: f"stack not healthy: {last}")
         return dict(last)
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Wait until the dag-processor has parsed ``dag_id`` and it can be triggered."""
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id`` and it can be triggered.
+
+        The deadline is generous on purpose: on a loaded machine a fresh dag-processor has been seen to
+        take over a minute before its first parse.
+        """
         found: dict[str, Any] = {}
 
         def parsed() -> bool:

@@ -21,7 +21,7 @@ def test_deferrable_sensor_defers_to_the_triggerer_and_succeeds_then_stop_leaves
 ) -> None:
     stack = airflow_stack_factory(dags_folder=HARNESS_DAGS)
 
-    result = stack.run("harness_deferrable_sensor", timeout=120)
+    result = stack.run("harness_deferrable_sensor")
 
     assert result.state == "success", result.states_seen
     assert result.ti("wait").state == "success"
