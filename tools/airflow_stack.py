@@ -674,6 +674,10 @@ class AirflowStack:
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
                 # Narrows the 3.3.2 defer/resume race (apache/airflow#71580, #72716).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # A task's calls to the execution API time out after 5 s by default; on a loaded machine the
+                # api-server has answered the task-start call later than that, and the task then fails
+                # before it runs (Airflow's own advice for high load is to raise this).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 # The DAG files do not change while the stack runs; re-parsing them every 30 s would
                 # only compete with the tasks for the two cores.
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
