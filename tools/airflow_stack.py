@@ -241,8 +241,10 @@ class AirflowStack:
         self.stop()
         self.cleanup()
 
-    def boot(self, timeout: float = 180.0) -> float:
+    def boot(self, timeout: float = 300.0) -> float:
         """Migrate the database, start every component and wait until all report healthy.
+
+        The deadline leaves room for a loaded machine, where a boot has taken three minutes.
 
         :return: seconds from nothing to a healthy stack (also kept in ``boot_seconds``).
         """
