@@ -3,7 +3,7 @@
 Starts a sandbox with :class:`~airflow_provider_kling.sandbox.SandboxProcess`, submits a few tasks (half
 finished, so their answers carry a freshly signed video URL, half still generating), then polls them
 from ``httpx.AsyncClient`` workers with bounded concurrency for a bounded time. Prints the client-side
-rate and latency percentiles, and the sandbox's own CPU time, read from ``/proc``: httpx usually
+rate and latency percentiles, and the sandbox's own CPU time (psutil): httpx usually
 saturates its own core first, so "requests per sandbox CPU-second" is the sandbox's capacity on one
 core. ``--client raw`` swaps httpx for a bare asyncio HTTP/1.1 keep-alive client that is cheap enough to
 keep the sandbox's core busy, which measures that capacity directly.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from airflow_provider_kling.sandbox import SandboxProcess
 
@@ -36,13 +37,12 @@ FAKE_KEY = "benchmark-fake-key"
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of ``pid`` (Linux only; ``None`` elsewhere)."""
+    """User plus system CPU time of ``pid`` (``None`` once it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return times.user + times.system
 
 
 async def _hammer(url: str, task_ids: list[str], seconds: float, max_requests: int, concurrency: int) -> dict:

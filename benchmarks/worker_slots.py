@@ -14,7 +14,7 @@ Every generation takes ``--generation-seconds`` in the sandbox. Per mode it prin
 * the peak number of generations in flight (from the sandbox's task list: ``created_at`` to
   ``completes_at``), the spread of submissions (first to last) and the tail (last video done to run end);
 * worker-slot occupancy: slot-seconds during which a LocalExecutor worker process was busy (its process
-  title, sampled from ``/proc`` every 0.2 s), and that over ``slots x wall time``. (``--json`` also has
+  title, sampled with psutil every 0.2 s), and that over ``slots x wall time``. (``--json`` also has
   the task instances' summed time in state ``running``, from the REST API sampled once a second: close
   for synchronous tasks, too coarse for the sub-second starts and resumes of deferrable ones);
 * the peak number of task instances seen ``deferred`` at once (same REST samples);
@@ -67,9 +67,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from airflow_provider_kling.sandbox.process import SandboxProcess, peak_in_flight  # noqa: E402
-from tools.airflow_stack import AirflowServerError, AirflowStack, AirflowStackError  # noqa: E402
+from tools.airflow_stack import AirflowServerError, AirflowStack, AirflowStackError, cmdline  # noqa: E402
 
 #: The only key the sandbox accepts (made up: nothing leaves 127.0.0.1).
 API_KEY = "benchmark-key"
@@ -128,7 +129,7 @@ class WorkerSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stopped.wait(self.interval):
-            titles = {pid: _cmdline(pid) for pid in self.stack.pids()}
+            titles = {pid: cmdline(pid) for pid in self.stack.pids()}
             workers = {pid for pid, title in titles.items() if title.startswith(WORKER_TITLE)}
             # A task process keeps its worker's title for a moment after the fork: count workers only.
             workers -= {pid for pid in workers if _parent(pid) in workers}
@@ -154,17 +155,9 @@ class WorkerSampler(threading.Thread):
 
 def _parent(pid: int) -> int:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
         return 0
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 @dataclass

@@ -8,7 +8,8 @@ it also stops what it forked (LocalExecutor workers, task supervisors, the trigg
 Nothing here imports Airflow: the caller talks to the stack over HTTP and reads the log files, so a test
 process stays light and sees Airflow exactly as a user does.
 
-Measured facts this relies on are in ``AIRFLOW_RUNTIME.md`` (shared notes); the ones that matter most:
+Airflow 2.11 runs as :class:`Airflow2Stack` (same API, see its docstring); :func:`make_stack` picks the
+class for the Airflow installed. Measured facts this relies on, the ones that matter most:
 ``--skip-serve-logs`` (log servers bind fixed ports on all interfaces), one JWT secret for every process,
 ``AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=1`` (narrows a defer/resume race in 3.3.2), and up to 30 s for
 the triggerer to shut down.
@@ -25,18 +26,31 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import httpx
+import psutil
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry,
+    retry_if_exception,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DAGS_FOLDER = REPO_ROOT / "example_dags"
@@ -73,6 +87,17 @@ class TaskInstance:
     def key(self) -> tuple[str, int]:
         """``(task_id, map_index)``: unique within one DAG run."""
         return (self.task_id, self.map_index)
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> TaskInstance:
+        """One task instance of a REST API answer (v1 or v2)."""
+        return cls(
+            task_id=str(item["task_id"]),
+            map_index=int(item.get("map_index", -1)),
+            state=item.get("state"),
+            try_number=int(item.get("try_number") or 0),
+            raw=item,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,12 +151,9 @@ def make_stack(**kwargs: Any) -> AirflowStack:
     """A stack (not booted yet) for the Airflow installed for ``python``; keyword arguments of :class:`AirflowStack`.
 
     Airflow 3 gets :class:`AirflowStack` (which adapts to its minor version), Airflow 2 gets
-    :class:`~tools.airflow2_stack.Airflow2Stack` (webserver, scheduler, triggerer, SequentialExecutor,
-    REST API v1).
+    :class:`Airflow2Stack` (webserver, scheduler, triggerer, SequentialExecutor, REST API v1).
     """
     if airflow_version(kwargs.get("python", sys.executable))[0] < 3:
-        from tools.airflow2_stack import Airflow2Stack  # imports this module: not at the top
-
         return Airflow2Stack(**kwargs)
     return AirflowStack(**kwargs)
 
@@ -163,8 +185,8 @@ class AirflowStack:
     :param home: use this directory as ``AIRFLOW_HOME`` instead of a fresh temporary one (it is then
         not deleted by :meth:`cleanup`).
     :param python: interpreter that has Airflow and the provider installed; this one by default.
-        The stack adapts to its Airflow version (:attr:`airflow_version`); for Airflow 2 use
-        :func:`open_stack`, which picks :class:`~tools.airflow2_stack.Airflow2Stack`.
+        The stack adapts to its Airflow 3 minor version (:attr:`airflow_version`); for Airflow 2 use
+        :func:`make_stack`, which picks :class:`Airflow2Stack`.
     """
 
     #: The processes of a stack, started in this order.
@@ -219,8 +241,10 @@ class AirflowStack:
         self.stop()
         self.cleanup()
 
-    def boot(self, timeout: float = 180.0) -> float:
+    def boot(self, timeout: float = 300.0) -> float:
         """Migrate the database, start every component and wait until all report healthy.
+
+        The deadline leaves room for a loaded machine, where a boot has taken three minutes.
 
         :return: seconds from nothing to a healthy stack (also kept in ``boot_seconds``).
         """
@@ -235,20 +259,22 @@ class AirflowStack:
 
     def migrate(self) -> None:
         """Create the SQLite metadata database (``airflow db migrate``)."""
-        log = self.home / "db-migrate.log"
-        with log.open("wb") as out:
-            done = subprocess.run(
-                self._airflow("db", "migrate"),
-                env=self.env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=300,
-                check=False,
-            )
-        if done.returncode != 0:
-            raise AirflowStackError(f"airflow db migrate failed ({done.returncode}):\n{_tail(log)}")
+        self.run_cli("db", "migrate")
+
+    def run_cli(self, *args: str, timeout: float = 300.0) -> None:
+        """Run one ``airflow`` CLI command in the stack's environment, logged to ``<home>/<args>.log``.
+
+        :raises AirflowStackError: the command failed (the message ends with its log's tail).
+        """
+        log = self.home / f"{'-'.join(args[:2])}.log"
+        with log.open("wb") as out, self._spawn(args, out) as proc:
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        if code != 0:
+            raise AirflowStackError(f"airflow {' '.join(args[:2])} failed ({code}):\n{log_tail(log)}")
 
     def start(self, component: str) -> subprocess.Popen[bytes]:
         """Start one component (again, e.g. a new triggerer after :meth:`kill`), logging to a file.
@@ -265,15 +291,7 @@ class AirflowStack:
         log = self.log_path(component, n)
         with log.open("ab") as out:
             # A new session per component: killing its process group also kills what it forked.
-            proc = subprocess.Popen(
-                self._airflow(*self._command(component)),
-                env=self.env,
-                cwd=self.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            proc = self._spawn(self._command(component), out, start_new_session=True)
         self.procs[component] = proc
         self._all_pids.add(proc.pid)
         self._killed.discard(component)
@@ -365,8 +383,12 @@ class AirflowStack:
         self._wait(healthy, timeout, lambda: f"stack not healthy: {last}")
         return dict(last)
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Wait until the dag-processor has parsed ``dag_id`` and it can be triggered."""
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id`` and it can be triggered.
+
+        The deadline is generous on purpose: on a loaded machine a fresh dag-processor has been seen to
+        take over a minute before its first parse.
+        """
         found: dict[str, Any] = {}
 
         def parsed() -> bool:
@@ -401,8 +423,8 @@ class AirflowStack:
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, poll_interval: float = 1.0) -> RunResult:
         """Poll until the run is finished, recording each task instance's state transitions.
 
-        The recorded states are how tests see a task pass through ``deferred``: keep generations longer
-        than a few poll intervals.
+        The recorded states are samples (once per ``poll_interval``): a state shorter than that may be
+        missed. Whether a task deferred is told by :meth:`deferred_tries`, from the trigger logs.
         """
         started = time.monotonic()
         seen: dict[tuple[str, int], list[str]] = {}
@@ -448,7 +470,7 @@ class AirflowStack:
             items.extend(page["task_instances"])
             if not page["task_instances"] or len(items) >= page["total_entries"]:
                 break
-        return [_task_instance(item) for item in items]
+        return [TaskInstance.from_api(item) for item in items]
 
     def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
         """Every try of a task instance (task instance history), oldest first."""
@@ -534,6 +556,20 @@ class AirflowStack:
         folder = self.task_log_dir(dag_id, run_id, task_id, map_index)
         return sorted(folder.glob(f"attempt={try_number}.log.trigger.*.log"))
 
+    def deferred_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[int]:
+        """The tries of a task instance that deferred to the triggerer, oldest first.
+
+        Read from the durable record, the trigger log files the triggerer wrote for each try, not from
+        states sampled while the run went on (a short deferral falls between two samples).
+        """
+        folder = self.task_log_dir(dag_id, run_id, task_id, map_index)
+        tries = set()
+        for path in folder.glob("attempt=*.log.trigger.*.log"):
+            match = re.match(r"attempt=(\d+)\.log\.trigger\.", path.name)
+            if match:
+                tries.add(int(match[1]))
+        return sorted(tries)
+
     def trigger_log(
         self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
     ) -> list[dict[str, Any]]:
@@ -554,7 +590,7 @@ class AirflowStack:
         Only processes of this stack are considered.
         """
         title = f"airflow worker -- {ti_id}"
-        return [pid for pid in self.pids() if _cmdline(pid) == title]
+        return [pid for pid in self.pids() if cmdline(pid) == title]
 
     def kill_task_runner(self, ti_id: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int:
         """Send ``sig`` to the task runner of ``ti_id`` only (not its supervisor); return its PID.
@@ -640,6 +676,10 @@ class AirflowStack:
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
                 # Narrows the 3.3.2 defer/resume race (apache/airflow#71580, #72716).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # A task's calls to the execution API time out after 5 s by default; on a loaded machine the
+                # api-server has answered the task-start call later than that, and the task then fails
+                # before it runs (Airflow's own advice for high load is to raise this).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 # The DAG files do not change while the stack runs; re-parsing them every 30 s would
                 # only compete with the tasks for the two cores.
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
@@ -668,6 +708,18 @@ class AirflowStack:
     def _airflow(self, *args: str) -> list[str]:
         return [self.python, "-m", "airflow", *args]
 
+    def _spawn(self, args: Sequence[str], out: IO[bytes], start_new_session: bool = False) -> subprocess.Popen[bytes]:
+        """``airflow <args>`` in the stack's home and environment, output (both streams) to ``out``."""
+        return subprocess.Popen(
+            self._airflow(*args),
+            env=self.env,
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=start_new_session,
+        )
+
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self._check(self._api.get(path, params=params)).json()
 
@@ -684,7 +736,7 @@ class AirflowStack:
             if proc.poll() is not None and component not in self._killed:
                 raise AirflowStackError(
                     f"{component} exited with {proc.returncode}:\n"
-                    f"{_tail(self.log_path(component, self._starts[component]))}"
+                    f"{log_tail(self.log_path(component, self._starts[component]))}"
                 )
 
     def _wait(
@@ -694,19 +746,151 @@ class AirflowStack:
         describe: Callable[[], str],
         poll_interval: float = 0.5,
     ) -> None:
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while True:
+        def check() -> bool:
+            # A dead component fails at once (AirflowStackError is not retried); API hiccups are asked again.
             self._assert_running()
-            try:
-                if condition():
-                    return
-            except (httpx.TransportError, AirflowServerError) as exc:
-                last_error = exc  # starting, restarting or briefly overloaded: ask again
-            if time.monotonic() >= deadline:
-                suffix = f" (last API error: {last_error!r})" if last_error else ""
-                raise AirflowStackError(describe() + suffix)
-            time.sleep(poll_interval)
+            return condition()
+
+        def give_up(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            suffix = f" (last API error: {error!r})" if error else ""
+            raise AirflowStackError(describe() + suffix)
+
+        Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(poll_interval),
+            retry=retry_if_result(lambda done: not done)
+            | retry_if_exception_type((httpx.TransportError, AirflowServerError)),
+            retry_error_callback=give_up,
+        )(check)
+
+
+#: Settings of Airflow 3 components that Airflow 2 does not have: left out of its environment.
+AIRFLOW3_ONLY_PREFIXES = (
+    "AIRFLOW__API__",
+    "AIRFLOW__API_AUTH__",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER",
+    "AIRFLOW__DAG_PROCESSOR__",
+    "AIRFLOW__WORKERS__",
+)
+
+
+class Airflow2Stack(AirflowStack):
+    """A real Airflow 2.11 stack (webserver, scheduler, triggerer; SequentialExecutor, SQLite) over REST v1.
+
+    Same constructor and methods as :class:`AirflowStack`; ``parallelism`` has no effect (the
+    SequentialExecutor runs one task at a time). Airflow 2 differs in ways that reach the harness
+    (measured on 2.11.2):
+
+    * **Processes**: ``webserver`` (Flask and gunicorn; it serves the REST API), ``scheduler`` (which also
+      parses the DAG files: there is no separate dag-processor by default) and ``triggerer``. There is no
+      execution API: the executor runs ``airflow tasks run`` itself.
+    * **Executor**: with SQLite only the SequentialExecutor is allowed. It runs one task at a time inside the
+      scheduler's loop; a deferred task frees it like a worker slot.
+    * **REST API v1** at ``/api/v1`` with basic auth (a user created after ``airflow db migrate``); it
+      validates query parameters strictly (no ``order_by`` on task instances) and returns XCom values as
+      Python reprs unless ``deserialize`` is enabled in ``[api]``.
+    * **Logs**: plain text lines, not JSON; the triggerer still writes each trigger's log next to the task's
+      (``attempt=N.log.trigger.<job id>.log``), so :meth:`trigger_log_files` works unchanged.
+
+    Everything else (lifecycle, process groups, memory sampling, log paths, waiting for runs) is inherited.
+    The Airflow 3-only helpers (task-instance tries, asset events, extra links, task runner processes) are
+    not available here.
+    """
+
+    components = ("webserver", "scheduler", "triggerer")
+    health_path = "/health"
+    # The scheduler parses the DAG files itself: the health answer's dag_processor part stays empty.
+    health_parts = ("metadatabase", "scheduler", "triggerer")
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.username = "admin"
+        self.password = secrets.token_urlsafe(16)
+        super().__init__(**kwargs)
+        self._api.close()
+        self._api = httpx.Client(base_url=f"{self.base_url}/api/v1", auth=(self.username, self.password), timeout=15.0)
+
+    def migrate(self) -> None:
+        """Create the SQLite metadata database, then the admin user the REST calls authenticate as."""
+        super().migrate()
+        user = {"username": self.username, "password": self.password, "role": "Admin"}
+        user |= {"firstname": "Kling", "lastname": "E2E", "email": "e2e@example.org"}
+        self.run_cli("users", "create", *(part for name, value in user.items() for part in (f"--{name}", value)))
+
+    # ------------------------------------------------------------------ REST v1
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Unpause ``dag_id`` and start a manual run with ``conf``; returns the run id."""
+        self.unpause(dag_id)
+        response = self._check(self._api.post(f"/dags/{dag_id}/dagRuns", json={"conf": dict(conf or {})}))
+        return str(response.json()["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
+        """Every task instance of a run (v1 takes no ``order_by``: sorted here, by task and map index)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100, "offset": len(items)}
+            )
+            items.extend(page["task_instances"])
+            if not page["task_instances"] or len(items) >= page["total_entries"]:
+                break
+        return sorted((TaskInstance.from_api(item) for item in items), key=lambda ti: ti.key)
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """The value of one XCom as JSON types (``deserialize`` is enabled in this stack's ``[api]``)."""
+        value = self._get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"map_index": map_index, "deserialize": "true", "stringify": "false"},
+        )["value"]
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+        return value
+
+    # ------------------------------------------------------------------ internals
+
+    def _build_env(
+        self, connections: Mapping[str, Mapping[str, Any] | str], extra: Mapping[str, str]
+    ) -> dict[str, str]:
+        env = {
+            name: value
+            for name, value in super()._build_env(connections, {}).items()
+            if not name.startswith(AIRFLOW3_ONLY_PREFIXES)
+        }
+        # The SequentialExecutor runs each task as `airflow tasks run ...`, found on PATH: this venv's.
+        venv_bin = str(Path(self.python).parent)
+        env["PATH"] = os.pathsep.join([venv_bin, *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
+        env.update(
+            {
+                # SQLite allows nothing else on Airflow 2.
+                "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
+                "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+                "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+                "AIRFLOW__WEBSERVER__BASE_URL": self.base_url,
+                "AIRFLOW__WEBSERVER__SECRET_KEY": secrets.token_urlsafe(32),
+                # gunicorn forks 4 workers by default: one is plenty for a test, and two cores are few.
+                "AIRFLOW__WEBSERVER__WORKERS": "1",
+                "AIRFLOW__WEBSERVER__WARN_DEPLOYMENT_EXPOSURE": "False",
+                "AIRFLOW__API__AUTH_BACKENDS": "airflow.providers.fab.auth_manager.api.auth.backend.basic_auth",
+                # XCom values as JSON (deserialize=true&stringify=false) instead of Python reprs.
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
+                # As for Airflow 3: the files do not change while the stack runs.
+                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
+                "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+                # The CLI prints deprecation warnings on stdout; they would only clutter the logs.
+                "PYTHONWARNINGS": "ignore",
+            }
+        )
+        env.update(extra)
+        return env
+
+    def _command(self, component: str) -> list[str]:
+        if component == "webserver":
+            return ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        # Their log servers bind fixed ports on all interfaces: two stacks at once would collide.
+        return [component, "--skip-serve-logs"]
 
 
 def read_log_events(path: Path) -> list[dict[str, Any]]:
@@ -734,17 +918,8 @@ def log_text(events: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _task_instance(item: Mapping[str, Any]) -> TaskInstance:
-    return TaskInstance(
-        task_id=str(item["task_id"]),
-        map_index=int(item.get("map_index", -1)),
-        state=item.get("state"),
-        try_number=int(item.get("try_number") or 0),
-        raw=item,
-    )
-
-
-def _tail(path: Path, lines: int = 40) -> str:
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -754,37 +929,26 @@ def _tail(path: Path, lines: int = 40) -> str:
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie waiting to be reaped does not count)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _pids_in_sessions(leaders: set[int]) -> list[int]:
     """Live processes whose session id is one of ``leaders`` (children of our components)."""
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command: state ppid pgrp session ...
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) in leaders and fields[0] != "Z":
-            pids.append(int(entry.name))
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(proc.pid) in leaders:
+                pids.append(proc.pid)
     return pids
 
 
 def _pss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_full_info().pss
     return total
 
 
@@ -814,29 +978,25 @@ class _MemoryWatcher:
                 self.peak = max(self.peak, _pss_bytes(_pids_in_sessions(set(self._leaders))))
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
     """A process's command line as one string (what ``setproctitle`` set, for Airflow's processes)."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline()).strip()
+    except psutil.Error:
         return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def _sqlite_rows(path: Path, query: str, attempts: int = 20) -> list[dict[str, Any]]:
+@retry(
+    retry=retry_if_exception(lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)),
+    stop=stop_after_attempt(20),
+    wait=wait_fixed(0.1),
+    reraise=True,
+)
+def _sqlite_rows(path: Path, query: str) -> list[dict[str, Any]]:
     """Run a read-only query on a SQLite file another process writes (retried while it is locked)."""
-    import sqlite3
-
-    for attempt in range(attempts):
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
-                db.row_factory = sqlite3.Row
-                return [dict(row) for row in db.execute(query)]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.1)
-    return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(query)]
 
 
 def _fernet_decrypt(key: str, token: str) -> str:

@@ -1,8 +1,8 @@
-"""Delivering videos to storage, on the real stack (issue 6): ``file://``, an expired URL, and S3.
+"""Delivering videos to storage, on the real stack: ``file://``, an expired URL, and S3.
 
 One Airflow stack serves the module: the example content pipeline and publish DAGs plus
 ``dags_delivery/``, with an ``aws_default`` connection pointing at moto's S3 server, which this module
-starts on 127.0.0.1 and stops by its PID. The module starts its three DAG runs together (their
+starts on 127.0.0.1 and stops at its end. The module starts its three DAG runs together (their
 generations render side by side, as they would in production), then each test waits for the run it
 checks: that saves about half the module's time on two cores. The witnesses are the stored bytes
 themselves (compared with the MP4 the sandbox serves), Airflow's own record (XCom, asset events, the
@@ -14,19 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from airflow_provider_kling.sandbox.media import task_id_of, video_for
 from airflow_provider_kling.sandbox.process import SandboxProcess
-from tools.airflow_stack import REPO_ROOT, TERMINAL_RUN_STATES, AirflowStack, RunResult, free_port, log_text
+from tools.airflow_stack import REPO_ROOT, TERMINAL_RUN_STATES, AirflowStack, RunResult, log_text
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +39,6 @@ PROMPTS = [
     ("Latte art in a cosy cafe [sandbox:seed=103]", 103),
 ]
 BUCKET = "kling-e2e"
-MOTO_START_SECONDS = 30.0
 PUBLISH_SECONDS = 120.0
 
 
@@ -59,38 +55,18 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server, a child process on a free port of 127.0.0.1 stopped by its PID; yields its URL."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1 (a thread of this process, stopped at the end); its URL.
+
+    The stack's workers reach it over HTTP like any S3 endpoint.
+    """
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
     try:
-        deadline = time.monotonic() + MOTO_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=2.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server not answering on {endpoint}:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.1)
-        yield endpoint
+        yield f"http://{host}:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

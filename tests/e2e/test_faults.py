@@ -409,8 +409,8 @@ def test_a_retry_after_a_trigger_timeout_reattaches_instead_of_paying_again(
         returned = airflow_stack.xcom(dag_id, run_id, task_id)
         assert (returned["kling_task_id"], returned["status"]) == (kling_task_id, SUCCEED)
     # The running generation was waited for on the triggerer again; the finished one needed no wait.
-    assert result.seen("reattach_running").count("deferred") == 2, result.states_seen
-    assert result.seen("reattach_finished").count("deferred") == 1, result.states_seen
+    assert airflow_stack.deferred_tries(dag_id, run_id, "reattach_running") == [1, 2]
+    assert airflow_stack.deferred_tries(dag_id, run_id, "reattach_finished") == [1]
 
 
 # ---------------------------------------------------------------------------------------------- secrets

@@ -1,23 +1,32 @@
-"""Stand-ins for the unit tests of the trigger, operators and sensor (no Airflow DB, no real waiting).
+"""The unit tests' one set of builders and fakes (``conftest.py`` turns them into fixtures).
 
-* :func:`use_fake_connection` puts the ``kling_default`` connection in the environment (JSON form).
-* :func:`mock_api` mocks the vendor at :data:`BASE_URL` with respx; :func:`task_result` builds answers.
+* :func:`use_fake_connection` puts a ``kling`` connection in the environment (JSON form); the
+  ``kling_conn`` fixture wraps it.
+* :func:`mock_api` mocks the vendor at :data:`BASE_URL` with respx (``kling_api`` / ``api``).
+* :func:`task_result` builds a Task Result body as the vendor sends it (``result_body``);
+  :func:`task_event` a trigger event payload.
 * :class:`FakeTI` and :class:`FakeStore` are the ``ti`` and ``task_state_store`` of a task context;
   both write to one :class:`Journal`, so a test can check the order of XCom pushes and store writes.
-* :class:`FakeClock` replaces ``time``/``asyncio.sleep`` where the provider reads the clock or waits.
+* :class:`FakeClock` is the provider's clock in tests (``fake_clock`` / ``clock``): it moves only when
+  the code under test waits or a test advances it. :func:`installed` swaps it in.
+* :func:`draw_image` draws a real image in memory (``make_image``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import respx
+from PIL import Image
 
+from airflow_provider_kling import clock as provider_clock
 from airflow_provider_kling.models import TaskEvent, TaskResult
 
 BASE_URL = "http://127.0.0.1:8089"
@@ -25,13 +34,16 @@ API_KEY = "fake-key-123"
 CONN_ID = "kling_default"
 RESULT_PATH = "/v3/async/task-result"
 VIDEO_URL = "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc"
+KLING_TASK_ID = "kt-1"
+T2V = "kling-v3.0-std-t2v"
 
 PROCESSING = "TASK_STATUS_PROCESSING"
 QUEUED = "TASK_STATUS_QUEUED"
 SUCCEED = "TASK_STATUS_SUCCEED"
 FAILED = "TASK_STATUS_FAILED"
 
-_real_async_sleep = asyncio.sleep
+#: ``asyncio.sleep`` as it was before any fake clock replaced it: for letting other tasks run.
+real_async_sleep = asyncio.sleep
 
 
 def submit_path(model: str) -> str:
@@ -39,20 +51,30 @@ def submit_path(model: str) -> str:
     return f"/v3/async/{model}"
 
 
-def use_fake_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str = CONN_ID) -> None:
-    """Define ``conn_id`` through ``AIRFLOW_CONN_<ID>`` (the only way without a metadata DB)."""
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {
-                "conn_type": "kling",
-                "host": BASE_URL,
-                "password": API_KEY,
-                # Many polls in a few real milliseconds: keep the per-connection rate limiter out of the way.
-                "extra": {"max_polls_per_second": 10_000},
-            }
-        ),
-    )
+def use_fake_connection(
+    monkeypatch: pytest.MonkeyPatch,
+    conn_id: str = CONN_ID,
+    *,
+    host: str | None = BASE_URL,
+    password: str | None = API_KEY,
+    port: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Define ``conn_id`` through ``AIRFLOW_CONN_<ID>`` (the only way without a metadata DB); returns it.
+
+    Pass ``host=None`` or ``password=None`` to leave the field out.
+    """
+    fields: dict[str, Any] = {"conn_type": "kling"}
+    if host is not None:
+        fields["host"] = host
+    if password is not None:
+        fields["password"] = password
+    if port is not None:
+        fields["port"] = port
+    # Many polls in a few real milliseconds: keep the poll-rate limiter out of the way by default.
+    fields["extra"] = {"max_polls_per_second": 10_000} if extra is None else extra
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+    return conn_id
 
 
 @contextmanager
@@ -65,18 +87,17 @@ def mock_api() -> Iterator[respx.MockRouter]:
 def task_result(
     status: str = PROCESSING,
     *,
-    kling_task_id: str = "kt-1",
+    kling_task_id: str = KLING_TASK_ID,
     reason: str = "",
     eta: int | str | None = None,
-    progress: int | None = None,
+    progress: int | str | None = None,
     videos: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Task Result body as the vendor sends it (numbers as strings where it does so)."""
     if videos is None:
         videos = (
-            [{"video_url": VIDEO_URL, "video_url_ttl": "3600", "video_type": "mp4", "nsfw_detection_result": None}]
-            if status == SUCCEED
-            else []
+            # Only the documented keys: the tests of extra keys (nsfw_detection_result) add them themselves.
+            [{"video_url": VIDEO_URL, "video_url_ttl": "3600", "video_type": "mp4"}] if status == SUCCEED else []
         )
     return {
         "task": {
@@ -103,7 +124,9 @@ def task_result(
     }
 
 
-def task_event(status: str, *, kling_task_id: str = "kt-1", result: dict[str, Any] | None = None) -> dict[str, Any]:
+def task_event(
+    status: str, *, kling_task_id: str = KLING_TASK_ID, result: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A trigger event payload, built the way the trigger builds it."""
     return TaskEvent(
         status=status,  # type: ignore[arg-type]
@@ -131,10 +154,12 @@ class FakeTI:
         self.stats_tags: dict[str, str] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
+        """Keep the value and note the push in the journal."""
         self.xcoms[key] = value
         self.journal.append(("xcom_push", key, value))
 
     def xcom_pull(self, task_ids: Any = None, key: str = "return_value", **_: Any) -> Any:
+        """What this task instance pushed under ``key``."""
         return self.xcoms.get(key)
 
 
@@ -146,9 +171,11 @@ class FakeStore:
         self.journal = journal if journal is not None else Journal()
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The stored value of ``key``."""
         return self.values.get(key, default)
 
     def set(self, key: str, value: Any, retention: Any = None) -> None:
+        """Store ``value`` and note the write in the journal."""
         self.values[key] = value
         self.journal.append(("store.set", key, value))
 
@@ -160,43 +187,65 @@ def make_context(store_values: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 class FakeClock:
-    """A clock that only moves when the code under test sleeps (or a test advances it)."""
+    """A :class:`airflow_provider_kling.clock.Clock` that only moves when the code waits or a test advances it.
+
+    ``now`` is the current epoch time; ``sleeps`` lists every wait asked for, in order.
+    """
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
         self.sleeps: list[float] = []
 
     def time(self) -> float:
+        """The fake epoch seconds."""
+        return self.now
+
+    def monotonic(self) -> float:
+        """The same reading: nothing here runs long enough for the two to differ."""
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Move the clock on without anyone waiting."""
         self.now += seconds
 
     def sleep(self, seconds: float) -> None:
+        """Record the wait and move the clock by it, at once."""
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
 
     async def asleep(self, seconds: float, result: Any = None) -> Any:
+        """Record the wait and move the clock by it; still lets other tasks run (like ``asyncio.sleep``)."""
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
-        await _real_async_sleep(0)  # still let other tasks run
+        await real_async_sleep(0)
         return result
 
 
-def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Route every clock read and wait of the provider (and of tenacity's retries) to one FakeClock."""
-    import time
+@contextmanager
+def installed(fake: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """Make ``fake`` the provider's clock (:func:`airflow_provider_kling.clock.use_clock`) while the block runs.
 
-    import airflow_provider_kling.clock as clock_module
+    Modules that still read ``time`` directly and tenacity's own waits are patched as well. Those patches
+    go once every provider module reads the clock through ``airflow_provider_kling.clock`` (then a module
+    that forgets to cannot silently escape the fake); until then both paths see the same fake.
+    """
     import airflow_provider_kling.hooks.kling as hook_module
     import airflow_provider_kling.operators.kling as operator_module
     import airflow_provider_kling.sensors.kling as sensor_module
     import airflow_provider_kling.triggers.kling as trigger_module
 
-    clock = FakeClock()
-    monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
     for module in (hook_module, operator_module, sensor_module, trigger_module):
-        monkeypatch.setattr(module, "time", clock, raising=False)
-    monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's and BaseSensorOperator's waits
-    monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # the trigger's and tenacity's async waits
-    return clock
+        if getattr(module, "time", None) is time:
+            monkeypatch.setattr(module, "time", fake)
+    monkeypatch.setattr(time, "sleep", fake.sleep)  # tenacity's and BaseSensorOperator's waits
+    monkeypatch.setattr(asyncio, "sleep", fake.asleep)  # the trigger's and tenacity's async waits
+    with provider_clock.use_clock(fake):
+        yield fake
+
+
+def draw_image(width: int = 640, height: int = 360, fmt: str = "PNG") -> bytes:
+    """The bytes of a real ``fmt`` image of ``width`` x ``height`` drawn in memory."""
+    mode = "RGB" if fmt in ("JPEG", "WEBP") else "RGBA" if fmt == "PNG" else "P"
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), color=1 if mode == "P" else (200, 80, 40)).save(buffer, fmt)
+    return buffer.getvalue()

@@ -1,10 +1,12 @@
-"""Fixtures for the unit tests of the models, exceptions, connection settings and the hook.
+"""Fixtures for the unit tests. The builders and fakes behind them live in ``_fakes.py``.
 
 * ``kling_conn`` defines the ``kling_default`` connection through ``AIRFLOW_CONN_KLING_DEFAULT`` (the only
   way without a metadata DB) and returns a factory that defines more.
-* ``kling_api`` mocks the vendor at the connection's base URL with respx; an unmocked request fails.
-  ``kling_base_url`` and ``kling_api_key`` are that connection's URL and key.
-* ``fake_clock`` replaces every clock read and wait of the hook and of tenacity: nothing sleeps for real.
+* ``kling_api`` (short: ``api``) mocks the vendor at the connection's base URL with respx; an unmocked
+  request fails. ``result_route`` and ``submit_route`` are its Task Result route for ``kt-1`` and its
+  submit route for the standard text-to-video model. ``kling_base_url`` and ``kling_api_key`` are that
+  connection's URL and key.
+* ``fake_clock`` (short: ``clock``) is the provider's clock for the test: nothing sleeps for real.
 * ``make_image`` draws a real JPEG/PNG/GIF/WebP in memory with Pillow.
 * ``result_body`` builds a Task Result answer the way the vendor sends it (numbers as strings).
 * ``close_shared_clients`` closes the async hook's shared clients at the end of an async test.
@@ -13,33 +15,23 @@
 * ``_metadata_db`` (session, automatic) creates the SQLite metadata database of the Airflow versions
   that need one (see ``tests/conftest.py``).
 
-Fixture names are prefixed or specific so that modules defining their own ``api`` or ``clock`` keep them.
+A module that needs a different route or clock defines a fixture of the same name (the sandbox tests'
+``clock`` is the sandbox's own).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import io
-import json
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import _fakes
 import pytest
 import respx
-from PIL import Image
-
-from airflow_provider_kling import clock as provider_clock
-
-KLING_BASE_URL = "http://127.0.0.1:8089"
-KLING_API_KEY = "fake-key-123"
-VIDEO_URL = "https://cdn.example.com/out/kt-1.mp4?X-Amz-Signature=abc"
-
-_real_async_sleep = asyncio.sleep
+from _fakes import FakeClock
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,13 +57,13 @@ ConnectionFactory = Callable[..., str]
 @pytest.fixture
 def kling_base_url() -> str:
     """The base URL of ``kling_default`` (the sandbox's loopback address)."""
-    return KLING_BASE_URL
+    return _fakes.BASE_URL
 
 
 @pytest.fixture
 def kling_api_key() -> str:
     """The (fake) API key of ``kling_default``."""
-    return KLING_API_KEY
+    return _fakes.API_KEY
 
 
 @pytest.fixture
@@ -79,28 +71,11 @@ def kling_conn(monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
     """Define ``kling_default`` (sandbox URL, fake key, no rate limit in the way); return a factory.
 
     ``kling_conn("other", password="k2", extra={"timeout": 5})`` defines another connection and returns
-    its id. Pass ``host=None`` or ``password=None`` to leave the field out.
+    its id (:func:`_fakes.use_fake_connection`).
     """
 
-    def define(
-        conn_id: str = "kling_default",
-        *,
-        host: str | None = KLING_BASE_URL,
-        password: str | None = KLING_API_KEY,
-        port: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> str:
-        fields: dict[str, Any] = {"conn_type": "kling"}
-        if host is not None:
-            fields["host"] = host
-        if password is not None:
-            fields["password"] = password
-        if port is not None:
-            fields["port"] = port
-        # Many polls in a few real milliseconds: keep the poll-rate limiter out of the way by default.
-        fields["extra"] = {"max_polls_per_second": 10_000} if extra is None else extra
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
-        return conn_id
+    def define(conn_id: str = _fakes.CONN_ID, **fields: Any) -> str:
+        return _fakes.use_fake_connection(monkeypatch, conn_id, **fields)
 
     define()
     return define
@@ -109,50 +84,39 @@ def kling_conn(monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
 @pytest.fixture
 def kling_api() -> Iterator[respx.MockRouter]:
     """The vendor, mocked at the connection's base URL. A request to an unmocked route fails the test."""
-    with respx.mock(base_url=KLING_BASE_URL, assert_all_called=False, assert_all_mocked=True) as router:
+    with _fakes.mock_api() as router:
         yield router
 
 
-class FakeClock:
-    """A clock that only moves when the code under test sleeps (or a test advances it)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-
-    async def asleep(self, seconds: float, result: Any = None) -> Any:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await _real_async_sleep(0)  # still let other tasks run
-        return result
+@pytest.fixture
+def api(kling_api: respx.MockRouter) -> respx.MockRouter:
+    """``kling_api`` under the short name the operator, sensor and trigger tests use."""
+    return kling_api
 
 
 @pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Route the hook's and tenacity's clock reads and waits (sync and async) to one :class:`FakeClock`."""
-    import airflow_provider_kling.clock as clock_module
-    import airflow_provider_kling.hooks.kling as hook_module
+def result_route(kling_api: respx.MockRouter) -> respx.Route:
+    """The Task Result route of ``kt-1``; set its ``side_effect`` or ``respond`` in the test."""
+    return kling_api.get(_fakes.RESULT_PATH, params={"task_id": _fakes.KLING_TASK_ID})
 
-    clock = FakeClock()
-    monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
-    monkeypatch.setattr(hook_module, "time", clock, raising=False)
-    monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's sync waits (tenacity.nap.sleep)
-    monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # tenacity's async waits
-    monkeypatch.setattr(provider_clock, "_current", clock)  # the provider's own clock seam
-    return clock
+
+@pytest.fixture
+def submit_route(kling_api: respx.MockRouter) -> respx.Route:
+    """The submit route of the standard text-to-video model, answering ``kt-1``."""
+    return kling_api.post(_fakes.submit_path(_fakes.T2V)).respond(200, json={"task_id": _fakes.KLING_TASK_ID})
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """The provider's clock for this test: a :class:`_fakes.FakeClock`; nothing sleeps for real."""
+    with _fakes.installed(FakeClock(), monkeypatch) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock(fake_clock: FakeClock) -> FakeClock:
+    """``fake_clock`` under the short name the operator, sensor and trigger tests use."""
+    return fake_clock
 
 
 ImageFactory = Callable[..., bytes]
@@ -161,14 +125,7 @@ ImageFactory = Callable[..., bytes]
 @pytest.fixture
 def make_image() -> ImageFactory:
     """``make_image(width, height, fmt="PNG")``: the bytes of a real image drawn in memory."""
-
-    def draw(width: int = 640, height: int = 360, fmt: str = "PNG") -> bytes:
-        mode = "RGB" if fmt in ("JPEG", "WEBP") else "RGBA" if fmt == "PNG" else "P"
-        buffer = io.BytesIO()
-        Image.new(mode, (width, height), color=1 if mode == "P" else (200, 80, 40)).save(buffer, fmt)
-        return buffer.getvalue()
-
-    return draw
+    return _fakes.draw_image
 
 
 ResultBody = Callable[..., dict[str, Any]]
@@ -177,47 +134,7 @@ ResultBody = Callable[..., dict[str, Any]]
 @pytest.fixture
 def result_body() -> ResultBody:
     """``result_body(status, kling_task_id=..., eta=..., ...)``: a Task Result as the vendor sends it."""
-
-    def build(
-        status: str = "TASK_STATUS_PROCESSING",
-        *,
-        kling_task_id: str = "kt-1",
-        reason: str = "",
-        eta: int | str | None = None,
-        progress: int | str | None = None,
-        videos: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        if videos is None:
-            videos = (
-                [{"video_url": VIDEO_URL, "video_url_ttl": "3600", "video_type": "mp4"}]
-                if status == "TASK_STATUS_SUCCEED"
-                else []
-            )
-        return {
-            "task": {
-                "task_id": kling_task_id,
-                "task_type": "KLING_V3_VIDEO",
-                "status": status,
-                "reason": reason,
-                "eta": eta,
-                "progress_percent": progress,
-            },
-            "extra": {
-                "seed": "158881667",
-                "enable_nsfw_detection": False,
-                "debug_info": {
-                    "request_info": "",
-                    "submit_time_ms": "1731000000000",
-                    "execute_time_ms": "1731000001000",
-                    "complete_time_ms": "1731000090000" if status == "TASK_STATUS_SUCCEED" else "",
-                },
-            },
-            "videos": videos,
-            "images": [],
-            "audios": [],
-        }
-
-    return build
+    return _fakes.task_result
 
 
 @pytest.fixture

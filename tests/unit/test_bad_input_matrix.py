@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import respx
+from _fakes import FakeTI
 
 from airflow_provider_kling.exceptions import KlingAuthError, KlingValidationError
 from airflow_provider_kling.hooks.kling import KlingHook
@@ -29,18 +30,6 @@ from airflow_provider_kling.operators.kling import (
 IMAGE_URL = "https://example.com/frames/first.png"
 VIDEO_URL = "https://example.com/moves/dance.mp4"
 TEN_MB = 10 * 1024 * 1024
-
-
-class FakeTI:
-    """The bits of a task instance the operators touch before they would send anything."""
-
-    stats_tags: dict[str, str] = {}
-
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 @dataclass

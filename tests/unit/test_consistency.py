@@ -19,7 +19,6 @@ from _fakes import (
     SUCCEED,
     VIDEO_URL,
     FakeClock,
-    install_fake_clock,
     make_context,
     mock_api,
     submit_path,
@@ -48,9 +47,7 @@ def _connection(monkeypatch):
     use_fake_connection(monkeypatch)
 
 
-@pytest.fixture(autouse=True)
-def clock(monkeypatch) -> FakeClock:
-    return install_fake_clock(monkeypatch)
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 @pytest.fixture(autouse=True)

@@ -58,11 +58,6 @@ def submit_route(kling_api):
     return kling_api.post(SUBMIT)
 
 
-@pytest.fixture
-def result_route(kling_api):
-    return kling_api.get(RESULT, params={"task_id": "kt-1"})
-
-
 # -- submit: the happy path ----------------------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ from _fakes import (
     SUCCEED,
     VIDEO_URL,
     FakeTI,
-    install_fake_clock,
     make_context,
     mock_api,
     submit_path,
@@ -165,10 +164,9 @@ def test_motion_control_reads_the_character_image_and_the_reference_video():
     assert names(lineage.inputs) == [("https://example.com", "/mascot.png"), ("https://example.com", "/dance.mp4")]
 
 
-def test_a_finished_generation_reports_the_stored_video_as_output(monkeypatch, tmp_path):
+def test_a_finished_generation_reports_the_stored_video_as_output(monkeypatch, tmp_path, fake_clock):
     """A real (synchronous) run with delivery to a folder, then the complete-time lineage of that run."""
     needs_openlineage()
-    install_fake_clock(monkeypatch)
     context = make_context()
     operator = KlingTextToVideoOperator(
         task_id="generate",

@@ -19,14 +19,10 @@ from _fakes import (
     QUEUED,
     RESULT_PATH,
     SUCCEED,
-    FakeClock,
-    install_fake_clock,
     make_context,
-    mock_api,
     submit_path,
     task_event,
     task_result,
-    use_fake_connection,
 )
 from airflow.providers.common.compat.sdk import TaskDeferred
 
@@ -50,21 +46,7 @@ before_3_3_only = pytest.mark.skipif(
     DURABLE_EXECUTION_SUPPORTED, reason="Airflow 3.3+ has the task state store: durable execution does not degrade"
 )
 
-
-@pytest.fixture(autouse=True)
-def _connection(monkeypatch):
-    use_fake_connection(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch) -> FakeClock:
-    return install_fake_clock(monkeypatch)
-
-
-@pytest.fixture
-def api():
-    with mock_api() as router:
-        yield router
+pytestmark = pytest.mark.usefixtures("kling_conn", "clock")
 
 
 @pytest.fixture

@@ -15,13 +15,9 @@ from _fakes import (
     API_KEY,
     FAILED,
     PROCESSING,
-    RESULT_PATH,
     SUCCEED,
     VIDEO_URL,
-    FakeClock,
-    install_fake_clock,
     make_context,
-    mock_api,
     submit_path,
     task_event,
     task_result,
@@ -52,31 +48,7 @@ MOTION = "kling-v3.0-motion-control"
 KLING_TASK_ID = "kt-1"
 TYPED_OPERATORS = [KlingTextToVideoOperator, KlingImageToVideoOperator, KlingMotionControlOperator]
 
-
-@pytest.fixture(autouse=True)
-def _connection(monkeypatch):
-    use_fake_connection(monkeypatch)
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    return install_fake_clock(monkeypatch)
-
-
-@pytest.fixture
-def api():
-    with mock_api() as router:
-        yield router
-
-
-@pytest.fixture
-def submit_route(api):
-    return api.post(submit_path(T2V)).respond(200, json={"task_id": KLING_TASK_ID})
-
-
-@pytest.fixture
-def result_route(api):
-    return api.get(RESULT_PATH, params={"task_id": KLING_TASK_ID})
+pytestmark = pytest.mark.usefixtures("kling_conn")
 
 
 def text_to_video(**kwargs: Any) -> KlingTextToVideoOperator:

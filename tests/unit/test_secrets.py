@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _fakes import FakeTI
 
 from airflow_provider_kling.exceptions import KlingError
 from airflow_provider_kling.hooks.kling import KlingHook
@@ -70,16 +71,6 @@ def seen(caplog, capsys) -> Seen:
 @pytest.fixture
 def secret_conn(kling_conn) -> str:
     return kling_conn(password=KEY)
-
-
-class FakeTI:
-    stats_tags: dict[str, str] = {}
-
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 def test_the_key_is_really_sent_so_the_searches_below_mean_something(secret_conn, kling_api):

@@ -11,16 +11,11 @@ from _fakes import (
     FAILED,
     PROCESSING,
     QUEUED,
-    RESULT_PATH,
     SUCCEED,
     VIDEO_URL,
-    FakeClock,
-    install_fake_clock,
     make_context,
-    mock_api,
     task_event,
     task_result,
-    use_fake_connection,
 )
 from airflow.providers.common.compat.sdk import AirflowFailException, PokeReturnValue, TaskDeferred
 
@@ -37,26 +32,7 @@ from airflow_provider_kling.triggers.kling import KlingTaskTrigger
 
 KLING_TASK_ID = "kt-1"
 
-
-@pytest.fixture(autouse=True)
-def _connection(monkeypatch):
-    use_fake_connection(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch) -> FakeClock:
-    return install_fake_clock(monkeypatch)
-
-
-@pytest.fixture
-def api():
-    with mock_api() as router:
-        yield router
-
-
-@pytest.fixture
-def result_route(api):
-    return api.get(RESULT_PATH, params={"task_id": KLING_TASK_ID})
+pytestmark = pytest.mark.usefixtures("kling_conn", "clock")
 
 
 def sensor(**kwargs: Any) -> KlingTaskSensor:

@@ -15,17 +15,12 @@ from _fakes import (
     FAILED,
     PROCESSING,
     QUEUED,
-    RESULT_PATH,
     SUCCEED,
     VIDEO_URL,
     FakeClock,
-    install_fake_clock,
-    mock_api,
     task_result,
-    use_fake_connection,
 )
 
-from airflow_provider_kling.hooks._shared_clients import aclose_shared_clients
 from airflow_provider_kling.models import TaskEvent
 from airflow_provider_kling.triggers.kling import KlingTaskTrigger
 
@@ -35,32 +30,7 @@ HANG = 5.0
 #: ``asyncio.sleep`` before the fake clock replaces it: for a test that must let real time pass.
 REAL_ASYNC_SLEEP = asyncio.sleep
 
-
-@pytest.fixture(autouse=True)
-def _connection(monkeypatch):
-    use_fake_connection(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-async def _close_shared_clients():
-    yield
-    await aclose_shared_clients()
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    return install_fake_clock(monkeypatch)
-
-
-@pytest.fixture
-def api():
-    with mock_api() as router:
-        yield router
-
-
-@pytest.fixture
-def result_route(api):
-    return api.get(RESULT_PATH, params={"task_id": KLING_TASK_ID})
+pytestmark = pytest.mark.usefixtures("kling_conn", "close_shared_clients")
 
 
 def make_trigger(clock: FakeClock, **overrides: Any) -> KlingTaskTrigger:
