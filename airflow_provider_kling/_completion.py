@@ -21,7 +21,7 @@ from airflow_provider_kling.exceptions import (
     KlingTimeoutError,
     KlingTransientError,
 )
-from airflow_provider_kling.links import XCOM_VIDEO_URL
+from airflow_provider_kling.links import XCOM_VIDEO_URL, XCOM_VIDEO_URL_EXPIRES_AT, video_link
 from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
 from airflow_provider_kling.polling import failure_of, has_video
 
@@ -110,11 +110,13 @@ def complete(
     :mod:`airflow_provider_kling.delivery`), written with ``output_conn_id`` when given (else the
     connection named in ``output_path``, if any), the summary gains ``stored``, and the task's outlets get
     asset events. The ``kling_video_url`` XCom (read by the "Kling video" extra link) points at the
-    stored copy when it is web-reachable, else at the vendor's signed URL.
+    stored copy's web address when it has one (an object store's console, an ``http(s)`` URL), else
+    at the vendor's signed URL, with its expiry in ``kling_video_url_expires_at`` (see
+    :mod:`airflow_provider_kling.links`).
     """
     result = succeeded_result(result)
     summary = result.summary(model=model)
-    link = result.videos[0].video_url
+    stored_uri: str | None = None
     if output_path:
         ti = context.get("ti")
         facts = {name: getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
@@ -129,9 +131,10 @@ def complete(
         )
         summary["stored"] = [video.model_dump(mode="json") for video in stored]
         emit_video_asset_events(context, outlets, stored)
-        if stored[0].uri.startswith(("http://", "https://")):
-            link = stored[0].uri
+        stored_uri = stored[0].uri
+    link, expires_at = video_link(result.videos[0].video_url, result.videos[0].video_url_ttl, stored_uri)
     ti = context.get("ti")
     if ti is not None:
         ti.xcom_push(key=XCOM_VIDEO_URL, value=link)
+        ti.xcom_push(key=XCOM_VIDEO_URL_EXPIRES_AT, value=expires_at)
     return summary

@@ -37,10 +37,14 @@ CONNECTION_FORM_FIELDS: dict[str, Any] = {
         "schema": {"type": ["string", "null"], "default": None},
     },
 }
+#: The port stays in the form, asking for the base URL's port: Airflow 3.3.2's Test button posts an empty
+#: port as 0, and its API refuses to test a stored connection whose port (empty, NULL) differs from the
+#: one posted. A connection saved with its port typed in is testable; hiding the field would make no
+#: connection saved from the form testable. For the calls the port is optional (see docs/connection.md).
 CONNECTION_UI_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login", "extra"],
-    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
-    "placeholders": {"host": DEFAULT_BASE_URL, "password": "your Novita API key"},
+    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (of the base URL)"},
+    "placeholders": {"host": DEFAULT_BASE_URL, "password": "your Novita API key", "port": "443"},
 }
 
 

@@ -108,6 +108,8 @@ with DAG(
         aspect_ratio="9:16",
         poll_interval=5,
         output_path=OUTPUT_FOLDER + "/{{ run_id }}/{{ ti.map_index }}.mp4",
+        # The grid names each mapped video by the start of its prompt (the operators' default).
+        map_index_template="{{ task.map_index_label }}",
     ).expand(prompt=prompts)
 
     # One asset event after the fan-in rather than outlets on the mapped task: Airflow 3.3 can leave the

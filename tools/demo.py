@@ -29,6 +29,10 @@ PUBLISH_DAG_ID = "example_kling_publish_videos"
 PUBLISH_TIMEOUT = 120.0
 DEMO_DIR = REPO_ROOT / ".demo"
 API_KEY = "sandbox-key"  # the sandbox's fake key; a real run puts a Novita key in the connection
+#: The connection list's Test button runs the hook's ``test_connection`` inside the API server. Airflow
+#: disables it by default (a test reaches whatever host the form names); the demo is a local sandbox,
+#: so it is on: add a ``kling`` connection in the UI and press Test.
+DEMO_ENV = {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Kling sandbox listening on {sandbox.url} (a video takes {args.generation_seconds:g} s)")
             print("Booting Airflow 3.3 (api-server, scheduler, dag-processor, triggerer; 2 worker slots)...")
             stack = AirflowStack(
-                home=home, parallelism=2, connections={"kling_default": sandbox.airflow_connection(API_KEY)}
+                home=home,
+                parallelism=2,
+                connections={"kling_default": sandbox.airflow_connection(API_KEY)},
+                env=DEMO_ENV,
             )
             with stack:
                 print(f"Airflow ready in {stack.boot_seconds:.1f} s at {stack.base_url}")

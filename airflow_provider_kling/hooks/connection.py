@@ -77,10 +77,7 @@ def settings_from_connection(
     URL or extra, each naming the connection and the field.
     """
     if not password or not password.strip():
-        raise KlingAuthError(
-            f"connection {conn_id!r}: password (the API key) is empty; put your Novita API key in the "
-            "connection's password field"
-        )
+        raise KlingAuthError(empty_api_key_message(conn_id))
     try:
         options = ConnectionExtra.model_validate(extra_options(extra))
     except ValidationError as err:
@@ -101,6 +98,16 @@ def _storage_uri(conn_id: str, value: SecretStr | None) -> str | None:
     from airflow_provider_kling.hooks.rate_limit import check_storage_uri
 
     return check_storage_uri(conn_id, value.get_secret_value() if value is not None else None)
+
+
+def empty_api_key_message(conn_id: str | None) -> str:
+    """What to do about a connection without an API key, naming the field as the UI form labels it.
+
+    ``conn_id=None`` says "this connection": Airflow tests a connection from its UI under a random,
+    throwaway id, which would only puzzle the person who pressed Test.
+    """
+    where = f"connection {conn_id!r}: password (the API key) is empty" if conn_id else "this connection has no API key"
+    return f'{where}; put your Novita API key in the connection\'s "API key" field (its password) and save it'
 
 
 #: Prefix of the extra keys older Airflow 2 connection forms wrote (``extra__kling__timeout``).

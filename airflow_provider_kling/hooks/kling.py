@@ -30,7 +30,7 @@ from airflow_provider_kling.exceptions import (
 )
 from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport, submit_uncertain
 from airflow_provider_kling.hooks._shared_clients import SharedAsyncClient, shared_async_client
-from airflow_provider_kling.hooks.connection import ConnectionSettings, settings_from_connection
+from airflow_provider_kling.hooks.connection import ConnectionSettings, empty_api_key_message, settings_from_connection
 from airflow_provider_kling.hooks.rate_limit import sync_cluster_limiter
 from airflow_provider_kling.hooks.retry import (
     DEFAULT_MAX_ATTEMPTS,
@@ -326,22 +326,44 @@ class KlingHook(BaseHook):
             clock.sleep(step.delay)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the base URL and API key with one harmless Task Result call (nothing is billed)."""
+        """Check the base URL and API key with one harmless Task Result call (nothing is billed).
+
+        One attempt, no retries: a person is waiting on the Test button. The messages do not name the
+        connection id, because Airflow's UI tests a connection under a random, throwaway one.
+        """
         try:
-            self.settings  # noqa: B018 - an unusable connection (no key, plain http) is not a refused key
+            conn = self.get_connection(self.kling_conn_id)
+        except AirflowNotFoundException:
+            return False, str(_missing_connection(self.kling_conn_id))
+        if not (conn.password or "").strip():
+            return False, empty_api_key_message(None)
+        try:
+            base_url = self.settings.base_url
+            response = self._send(self.get_conn(), "GET", TASK_RESULT_PATH, params={"task_id": _PROBE_TASK_ID})
         except KlingError as err:
-            return False, str(err)
+            return self._probe_refused(err)
         try:
-            self.get_task_result(_PROBE_TASK_ID)
-        except (KlingNotFoundError, KlingRequestError) as err:
-            if not err.reason:  # not the vendor's JSON error: probably not the Kling API at that host
-                return False, f"{self.settings.base_url} does not answer like the Kling API: {err}"
-            # The key was accepted; the made-up task id was not.
-        except KlingAuthError as err:
+            _parse_result(response, _PROBE_TASK_ID)
+        except KlingError:
+            kind = response.headers.get("content-type") or "no content type"
+            return False, (
+                f"{base_url} does not answer like the Kling API: {response.request.method} {TASK_RESULT_PATH} "
+                f"answered HTTP {response.status_code} ({kind}) with something that is not a Task Result"
+            )
+        return True, f"Connected to {base_url}: the API key is accepted."
+
+    def _probe_refused(self, err: KlingError) -> tuple[bool, str]:
+        """Read the error answer to the connection test's probe (a made-up task id)."""
+        if err.http_status is not None and not err.reason:
+            # An HTTP answer without the vendor's JSON error, whatever its status: a proxy's page, a login
+            # wall or another service at that host. Its status says nothing about the API key.
+            return False, f"{self.settings.base_url} does not answer like the Kling API: {err}"
+        if isinstance(err, KlingAuthError):
             return False, f"The API key was refused: {err}"
-        except KlingError as err:
-            return False, str(err)
-        return True, f"Connected to {self.settings.base_url}: the API key is accepted."
+        if isinstance(err, (KlingNotFoundError, KlingRequestError)):
+            # The vendor's own "no such task" (or "bad task id") answer: the key was accepted.
+            return True, f"Connected to {self.settings.base_url}: the API key is accepted."
+        return False, str(err)
 
     # -- HTTP ------------------------------------------------------------------------------------------
 

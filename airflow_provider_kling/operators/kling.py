@@ -54,6 +54,12 @@ STATE_SUBMISSION = "kling_submission"
 #: Pseudo-status of a stored generation the vendor does not show yet, within the grace window: re-attach.
 NOT_VISIBLE_YET = "NOT_VISIBLE_YET"
 _IMAGE_FIELDS = ("image", "end_image")
+#: Longest map index label (``map_index_label``), in characters: about what the grid shows unclipped.
+MAP_INDEX_LABEL_LENGTH = 40
+#: The ``map_index_template`` of a mapped generation unless the DAG gives its own: the short prompt.
+#: Airflow renders it with the task's context once the templates are rendered, and again when the
+#: task ends; an unmapped task keeps no label (it has no map index to name).
+DEFAULT_MAP_INDEX_TEMPLATE = "{{ task.map_index_label if ti.map_index is not none and ti.map_index >= 0 else '' }}"
 
 
 class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
@@ -104,6 +110,10 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
     :param output_conn_id: The Airflow connection to write ``output_path`` with (templated), e.g. an
         ``aws`` connection for ``s3://``. Default: the one named in the URI (``s3://my_conn@bucket/...``),
         else the storage's default credentials.
+    :param map_index_template: What a mapped generation is called in the grid instead of its map index
+        (Airflow's own parameter). Default: the start of its prompt (:attr:`map_index_label`); give
+        your own template (e.g. ``"{{ task.aspect_ratio }} {{ task.prompt | truncate(30) }}"``), or
+        ``""`` to keep the numbers.
 
     Example::
 
@@ -143,6 +153,9 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
         progress_log_interval: float = DEFAULT_PROGRESS_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("map_index_template") is None:
+            # None, not absent: `.partial()` passes Airflow's default (None) on to every mapped copy.
+            kwargs["map_index_template"] = DEFAULT_MAP_INDEX_TEMPLATE
         if DURABLE_EXECUTION_SUPPORTED:
             super().__init__(durable=durable, **kwargs)
         else:
@@ -193,6 +206,20 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
             if value is not None:
                 values[name] = value
         return values
+
+    @property
+    def map_index_label(self) -> str:
+        """The start of the (rendered) prompt on one line, at most :data:`MAP_INDEX_LABEL_LENGTH` characters.
+
+        The first shot's prompt when only ``multi_prompt`` is given; empty without any prompt (the grid
+        then shows the map index).
+        """
+        values = self.request_values()
+        prompt = values.get("prompt")
+        shots = values.get("multi_prompt")
+        if not prompt and isinstance(shots, list) and shots and isinstance(shots[0], Mapping):
+            prompt = shots[0].get("prompt")
+        return short_label(str(prompt or ""), MAP_INDEX_LABEL_LENGTH)
 
     def build_request(self) -> KlingRequest | dict[str, Any]:
         """Validate the (rendered) request: a typed request for known models, the raw dict otherwise.
@@ -612,3 +639,14 @@ def _local_path_as_uri(value: Any) -> Any:
     """A ``pathlib.Path`` becomes a ``file://`` string: Airflow's templating calls ``.resolve(context)``
     on any object that has a ``resolve`` method (as ``Path`` does), and a string serialises cleanly."""
     return f"file://{value.absolute()}" if isinstance(value, Path) else value
+
+
+def short_label(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters (``…`` marks a cut)."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if " " in cut and line[limit - 1] != " ":
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:") + "…"
