@@ -75,7 +75,7 @@ from tools.airflow_stack import AirflowServerError, AirflowStack, AirflowStackEr
 
 #: The only key the sandbox accepts (made up: nothing leaves 127.0.0.1).
 API_KEY = "benchmark-key"
-VARIANTS = ("kling", "to-thread")
+VARIANTS = ("kling", "to-thread", "kling-before")
 DAG_ID_PREFIX = "real_triggerer_"
 MIB = 2**20
 
@@ -95,7 +95,7 @@ with DAG(
     default_args={{"retries": 0}},  # a failure must show, not hide behind a second try
     max_active_tasks={parallelism},
     tags=["benchmark"],
-):
+) as dag:
     KlingTextToVideoOperator.partial(
         task_id="generate",
         deferrable=True,
@@ -110,6 +110,8 @@ DAG_ID = DAG_ID_PREFIX + "generations"
 CLASSPATHS = {
     "kling": "airflow_provider_kling.triggers.kling.KlingTaskTrigger",
     "to-thread": "benchmarks.baseline_triggers.ToThreadTaskTrigger",
+    # The same class from an earlier version of the package (--before-src first on PYTHONPATH).
+    "kling-before": "airflow_provider_kling.triggers.kling.KlingTaskTrigger",
 }
 
 
@@ -301,8 +303,12 @@ def defer_all(api: Api, n: int, timeout: float, log: Callable[[str], None]) -> t
     return run_id, time.monotonic() - begun
 
 
-def restart_triggerer(stack: AirflowStack, classpath: str, n: int) -> int:
-    """Stop the triggerer, point every trigger row at ``classpath``, start a new one; return its pid."""
+def restart_triggerer(stack: AirflowStack, classpath: str, n: int, pythonpath: str) -> int:
+    """Stop the triggerer, point every trigger row at ``classpath``, start a new one; return its pid.
+
+    The new triggerer imports from ``pythonpath`` first (an earlier version of the package, for
+    ``kling-before``).
+    """
     proc = stack.procs["triggerer"]
     stack.kill("triggerer", signal.SIGTERM)
     try:
@@ -314,6 +320,7 @@ def restart_triggerer(stack: AirflowStack, classpath: str, n: int) -> int:
     rows = _sqlite(stack, "SELECT COUNT(*) FROM trigger WHERE classpath = ?", (classpath,))[0][0]
     if rows < n:
         raise AirflowStackError(f"{rows} rows of the trigger table point at {classpath}; expected {n}")
+    stack.env["PYTHONPATH"] = pythonpath
     return stack.start("triggerer").pid
 
 
@@ -330,7 +337,10 @@ def measure_variant(
 ) -> VariantResult:
     """Hand the N deferred generations to one trigger (a triggerer restart), then measure a steady window."""
     begun = time.monotonic()
-    triggerer_pid = restart_triggerer(stack, CLASSPATHS[variant], args.n)
+    paths = [str(REPO_ROOT), os.environ.get("PYTHONPATH")]
+    if variant == "kling-before":
+        paths.insert(0, str(args.before_src))
+    triggerer_pid = restart_triggerer(stack, CLASSPATHS[variant], args.n, os.pathsep.join(filter(None, paths)))
     sandbox.clear_journal()
     polled: set[str] = set()
 
@@ -445,7 +455,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--n", type=int, default=1000, help="deferred generations per trigger; default %(default)s")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="triggers to run, in this order; default %(default)s"
+        "--variants", default="kling,to-thread", help="triggers to run, in this order; default %(default)s"
     )
     parser.add_argument(
         "--parallelism", type=int, default=4, help="worker slots ([core] parallelism); default %(default)s"
@@ -485,6 +495,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="bound on the whole benchmark, seconds; default: 600 plus 3 s per generation and trigger",
     )
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        default=None,
+        help="a directory holding an earlier airflow_provider_kling package (e.g. from git archive): adds the "
+        "kling-before variant, our trigger as that version has it, run by a triggerer that imports it first",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument(
         "--keep-logs",
@@ -497,6 +514,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     variants = [variant.strip() for variant in args.variants.split(",") if variant.strip()]
     if not variants or any(variant not in VARIANTS for variant in variants):
         parser.error(f"--variants: a comma-separated list of {', '.join(VARIANTS)}")
+    if args.before_src is not None and "kling-before" not in variants:
+        variants.append("kling-before")
+    if "kling-before" in variants and (
+        args.before_src is None or not (args.before_src / "airflow_provider_kling").is_dir()
+    ):
+        parser.error("kling-before needs --before-src DIR with an airflow_provider_kling package in it")
     args.variants = variants
     if args.n < 1 or args.parallelism < 1 or args.poll_interval <= 0 or args.window <= 0:
         parser.error("--n, --parallelism, --poll-interval and --window must be positive")
@@ -633,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = math.nan
     if {"kling", "to-thread"} <= set(by_variant) and by_variant["kling"].cpu_ms_per_poll > 0:
         ratio = by_variant["to-thread"].cpu_ms_per_poll / by_variant["kling"].cpu_ms_per_poll
+    before_ratio = math.nan
+    if {"kling", "kling-before"} <= set(by_variant) and by_variant["kling"].cpu_ms_per_poll > 0:
+        before_ratio = by_variant["kling-before"].cpu_ms_per_poll / by_variant["kling"].cpu_ms_per_poll
 
     print("# Real triggerer: CPU per poll and memory of N deferred generations")
     print()
@@ -663,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ratio to-thread/kling (CPU per poll): - (both triggers must run)")
     else:
         print(f"ratio to-thread/kling (CPU per poll): {ratio:.2f}x")
+    if not math.isnan(before_ratio):
+        print(f"ratio kling-before/kling (CPU per poll): {before_ratio:.2f}x (before: {args.before_src})")
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; benchmark took {elapsed:.0f} s")
     if error is not None:
         print()
@@ -679,6 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "idle_rss_by_process_mib": idle_rss_by_process,
             "results": [asdict(result) for result in results],
             "ratio_to_thread_over_kling": None if math.isnan(ratio) else ratio,
+            "ratio_before_over_kling": None if math.isnan(before_ratio) else before_ratio,
             "elapsed_seconds": elapsed,
             "error": None if error is None else f"{type(error).__name__}: {error}",
         }
