@@ -31,6 +31,11 @@ CONNECTION_FORM_FIELDS: dict[str, Any] = {
         "label": "Allow a plain-HTTP base URL that is not loopback",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    "rate_limit_storage_uri": {
+        "label": "Redis URI of a poll rate limit shared by the whole deployment (optional)",
+        "description": "e.g. redis://redis:6379/0: every triggerer and worker then shares max_polls_per_second",
+        "schema": {"type": ["string", "null"], "default": None},
+    },
 }
 CONNECTION_UI_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login", "extra"],

@@ -25,8 +25,8 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath
 from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_kling import __version__
-from airflow_provider_kling.exceptions import KlingError, KlingTransientError, KlingValidationError
-from airflow_provider_kling.hooks._retry import poll_retrying
+from airflow_provider_kling.exceptions import KlingAuthError, KlingError, KlingTransientError, KlingValidationError
+from airflow_provider_kling.hooks.retry import error_from_response, error_from_transport, poll_retrying
 from airflow_provider_kling.models import TaskResult
 
 log = logging.getLogger(__name__)
@@ -295,19 +295,8 @@ def copy_url_atomically(
     size = 0
     try:
         with client.stream("GET", url) as response:
-            if response.status_code in (401, 403):
-                raise UrlExpiredError(
-                    f"video URL refused with HTTP {response.status_code} (expired signature)",
-                    http_status=response.status_code,
-                    kling_task_id=kling_task_id,
-                )
             if response.is_error:
-                error_class = KlingTransientError if response.status_code >= 500 else KlingError
-                raise error_class(
-                    f"downloading the video answered HTTP {response.status_code}",
-                    http_status=response.status_code,
-                    kling_task_id=kling_task_id,
-                )
+                raise _download_error(response, kling_task_id)
             # Content-Length counts encoded bytes: only comparable when the body is not compressed.
             encoding = response.headers.get("Content-Encoding", "identity").lower()
             expected = response.headers.get("Content-Length") if encoding == "identity" else None
@@ -323,13 +312,30 @@ def copy_url_atomically(
         partial.rename(target)
     except httpx.HTTPError as err:
         _remove_quietly(partial)
-        raise KlingTransientError(
-            f"downloading the video failed: {type(err).__name__}", kling_task_id=kling_task_id
-        ) from None
+        # The message names scheme, host and path only: the signature in the query stays out of logs.
+        raise error_from_transport(err, kling_task_id=kling_task_id) from None
     except BaseException:
         _remove_quietly(partial)
         raise
     return size, digest.hexdigest()
+
+
+def _download_error(response: httpx.Response, kling_task_id: str | None) -> KlingError:
+    """Classify a failed download as every other HTTP call is (:mod:`airflow_provider_kling.hooks.retry`).
+
+    A 401 or 403 from the storage host means the signed URL has expired (or was revoked): that one
+    becomes :class:`UrlExpiredError`, which fetches a fresh URL before the next attempt.
+    """
+    response.read()  # an error body is short; the classification reads the vendor's reason from it
+    error = error_from_response(response, kling_task_id=kling_task_id)
+    if isinstance(error, KlingAuthError):
+        return UrlExpiredError(
+            f"{error.message} (the signed video URL has expired or was revoked)",
+            http_status=error.http_status,
+            reason=error.reason,
+            kling_task_id=kling_task_id,
+        )
+    return error
 
 
 def _write_sidecar(video: ObjectStoragePath, facts: Mapping[str, Any]) -> ObjectStoragePath:

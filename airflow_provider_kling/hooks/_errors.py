@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_kling import clock
 from airflow_provider_kling.exceptions import (
     KlingAuthError,
     KlingConnectionError,
@@ -108,6 +109,4 @@ def _retry_after(response: httpx.Response) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    from datetime import datetime, timezone
-
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, when.timestamp() - clock.now())

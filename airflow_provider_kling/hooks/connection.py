@@ -1,7 +1,8 @@
 """The ``kling`` connection: how an Airflow connection becomes validated client settings.
 
 host = base URL (empty means the vendor, ``https://api.novita.ai``), password = API key, extra holds
-optional tuning (``timeout``, ``max_polls_per_second``, ``allow_insecure_http``). The settings are a
+optional tuning (``timeout``, ``max_polls_per_second``, ``allow_insecure_http``,
+``rate_limit_storage_uri``). The settings are a
 pydantic model with the key as a ``SecretStr``, so printing or logging them never shows it.
 
 The extra is read the way every Airflow version's connection form may have written it: plain keys
@@ -35,6 +36,8 @@ class ConnectionExtra(BaseModel):
     timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
     max_polls_per_second: float = Field(default=DEFAULT_MAX_POLLS_PER_SECOND, gt=0)
     allow_insecure_http: bool = False
+    #: Redis URI of the deployment-wide poll rate limit (:mod:`airflow_provider_kling.hooks.rate_limit`).
+    rate_limit_storage_uri: SecretStr | None = None
 
 
 class ConnectionSettings(BaseModel):
@@ -47,6 +50,8 @@ class ConnectionSettings(BaseModel):
     api_key: SecretStr
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_polls_per_second: float = DEFAULT_MAX_POLLS_PER_SECOND
+    #: Redis URI of the deployment-wide poll rate limit, or ``None`` (this process's limit only).
+    rate_limit_storage_uri: str | None = Field(default=None, repr=False)
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -88,7 +93,14 @@ def settings_from_connection(
         api_key=SecretStr(password.strip()),
         timeout=options.timeout,
         max_polls_per_second=options.max_polls_per_second,
+        rate_limit_storage_uri=_storage_uri(conn_id, options.rate_limit_storage_uri),
     )
+
+
+def _storage_uri(conn_id: str, value: SecretStr | None) -> str | None:
+    from airflow_provider_kling.hooks.rate_limit import check_storage_uri
+
+    return check_storage_uri(conn_id, value.get_secret_value() if value is not None else None)
 
 
 #: Prefix of the extra keys older Airflow 2 connection forms wrote (``extra__kling__timeout``).

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._compat import AIRFLOW_VERSION, log_degradation_once, native_async_connection_lookup
 from airflow_provider_kling.connection_form import (
     CONNECTION_FORM_FIELDS,
@@ -28,14 +28,15 @@ from airflow_provider_kling.exceptions import (
     KlingTransientError,
 )
 from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport, submit_uncertain
-from airflow_provider_kling.hooks._retry import (
+from airflow_provider_kling.hooks._shared_clients import SharedAsyncClient, shared_async_client
+from airflow_provider_kling.hooks.connection import ConnectionSettings, settings_from_connection
+from airflow_provider_kling.hooks.rate_limit import sync_cluster_limiter
+from airflow_provider_kling.hooks.retry import (
     DEFAULT_MAX_ATTEMPTS,
     apoll_retrying,
     poll_retrying,
     submit_retrying,
 )
-from airflow_provider_kling.hooks._shared_clients import SharedAsyncClient, shared_async_client
-from airflow_provider_kling.hooks.connection import ConnectionSettings, settings_from_connection
 from airflow_provider_kling.models import KlingRequest, SubmitResponse, TaskResult, TaskStatus, build_request
 from airflow_provider_kling.models.requests import MODEL_NAME_PATTERN
 from airflow_provider_kling.polling import describe_progress, next_poll_delay
@@ -52,7 +53,7 @@ class KlingHook(BaseHook):
     The connection's host is the base URL (empty means ``https://api.novita.ai``; clones of the API work
     the same way), its password is the API key. Transient failures (429, 5xx, timeouts, dropped
     connections) are retried with jittered exponential backoff; a submit is retried only when it surely
-    created no task (see :mod:`airflow_provider_kling.hooks._retry`).
+    created no task (see :mod:`airflow_provider_kling.hooks.retry`).
 
     :param kling_conn_id: The Airflow connection to use.
     :param max_attempts: Attempts per call before a transient failure is raised.
@@ -180,7 +181,7 @@ class KlingHook(BaseHook):
         """
         payload = _payload(model, request)
         client = self.get_conn()
-        sent_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sent_at = clock.utcnow().isoformat(timespec="seconds")
         try:
             for attempt in submit_retrying(max_attempts=self.max_attempts):
                 with attempt:
@@ -190,7 +191,7 @@ class KlingHook(BaseHook):
         except KlingTransientError as err:
             raise submit_uncertain(err, model=model, sent_at=sent_at) from None
         try:
-            return SubmitResponse.model_validate(response.json()).task_id
+            return SubmitResponse.model_validate_json(response.content).task_id
         except ValueError:
             # The vendor answered 2xx but not with a task id: a task may exist all the same.
             raise submit_uncertain(
@@ -200,11 +201,20 @@ class KlingHook(BaseHook):
     def get_task_result(self, kling_task_id: str, *, deadline: float | None = None) -> TaskResult:
         """Fetch the Task Result of one generation (retried on transient failures).
 
+        When the connection names a rate limit store (``rate_limit_storage_uri``), each attempt first
+        takes a slot of the deployment-wide poll limit, as the triggerers' polls do.
+
         :param deadline: Absolute epoch seconds after which retries stop.
         """
         client = self.get_conn()
+        settings = self.settings
+        cluster_limiter = sync_cluster_limiter(
+            settings.rate_limit_storage_uri, settings.max_polls_per_second, self.kling_conn_id
+        )
         for attempt in poll_retrying(max_attempts=self.max_attempts, deadline=deadline):
             with attempt:
+                if cluster_limiter is not None:
+                    cluster_limiter.acquire()
                 response = self._send(
                     client, "GET", TASK_RESULT_PATH, params={"task_id": kling_task_id}, task=kling_task_id
                 )
@@ -216,21 +226,33 @@ class KlingHook(BaseHook):
         """Async :meth:`get_task_result`, for triggers.
 
         Every hook of one connection in one event loop shares one ``httpx.AsyncClient`` (one connection
-        pool) and one poll-rate limiter (the connection extra's ``max_polls_per_second``). The connection
-        is looked up asynchronously, once per loop, and again after an auth error (a rotated key).
+        pool, on aiohttp) and one poll-rate limiter (the connection extra's ``max_polls_per_second``,
+        and the deployment-wide one when ``rate_limit_storage_uri`` is set). The connection is looked up
+        asynchronously, once per loop, and again after an auth error (a rotated key).
 
-        A poll first waits for one of the connection's in-flight slots, holding nothing else, and keeps
-        it through its retries: thousands of triggers queued there cost the event loop and the garbage
-        collector next to nothing (see ``docs/performance.md``).
+        A poll holds one of the connection's in-flight slots only while its request is in flight, never
+        while it sleeps before a retry, so healthy polls do not queue behind failing ones. The first
+        attempt runs without a retry controller (building one costs more than the rest of a healthy
+        poll); only a failure enters tenacity, which counts it as its first attempt.
         """
-        async with (await self._shared()).in_flight:
-            async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
-                with attempt:
-                    shared = await self._shared()
-                    async with shared.limiter:
-                        response = await self._asend(shared, kling_task_id)
-                    result = _parse_result(response, kling_task_id)
+        try:
+            return await self._apoll_once(kling_task_id)
+        except KlingTransientError as error:
+            first_failure: KlingTransientError | None = error
+        async for attempt in apoll_retrying(max_attempts=self.max_attempts, deadline=deadline):
+            with attempt:
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
+                result = await self._apoll_once(kling_task_id)
         return result
+
+    async def _apoll_once(self, kling_task_id: str) -> TaskResult:
+        shared = await self._shared()
+        async with shared.in_flight:
+            await shared.acquire()
+            response = await self._asend(shared, kling_task_id)
+        return _parse_result(response, kling_task_id)
 
     def wait_for_task(
         self,
@@ -352,7 +374,8 @@ def _payload(model: str, request: KlingRequest | Mapping[str, Any]) -> dict[str,
 
 def _parse_result(response: httpx.Response, kling_task_id: str) -> TaskResult:
     try:
-        return TaskResult.model_validate(response.json())
+        # One pass from bytes to the model: no intermediate dict (pydantic's JSON parser).
+        return TaskResult.model_validate_json(response.content)
     except ValueError as err:
         raise KlingTransientError(
             f"unreadable Task Result answer: {str(err).splitlines()[0][:200]}", kling_task_id=kling_task_id

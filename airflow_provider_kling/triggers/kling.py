@@ -11,8 +11,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_kling._compat import TRIGGER_ON_KILL_SUPPORTED
 from airflow_provider_kling.exceptions import KlingError, KlingTimeoutError
-from airflow_provider_kling.hooks._retry import DEFAULT_MAX_ATTEMPTS
 from airflow_provider_kling.hooks.kling import KlingHook
+from airflow_provider_kling.hooks.retry import DEFAULT_MAX_ATTEMPTS
 from airflow_provider_kling.models import TaskEvent, TaskResult, TaskStatus
 from airflow_provider_kling.polling import describe_progress, next_poll_delay
 

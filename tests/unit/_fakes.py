@@ -187,14 +187,15 @@ def install_fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Route every clock read and wait of the provider (and of tenacity's retries) to one FakeClock."""
     import time
 
-    import airflow_provider_kling.hooks._retry as retry_module
+    import airflow_provider_kling.clock as clock_module
     import airflow_provider_kling.hooks.kling as hook_module
     import airflow_provider_kling.operators.kling as operator_module
     import airflow_provider_kling.sensors.kling as sensor_module
     import airflow_provider_kling.triggers.kling as trigger_module
 
     clock = FakeClock()
-    for module in (retry_module, hook_module, operator_module, sensor_module, trigger_module):
+    monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
+    for module in (hook_module, operator_module, sensor_module, trigger_module):
         monkeypatch.setattr(module, "time", clock)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's and BaseSensorOperator's waits
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # the trigger's and tenacity's async waits

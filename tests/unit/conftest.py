@@ -141,11 +141,11 @@ class FakeClock:
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Route the hook's and tenacity's clock reads and waits (sync and async) to one :class:`FakeClock`."""
-    import airflow_provider_kling.hooks._retry as retry_module
+    import airflow_provider_kling.clock as clock_module
     import airflow_provider_kling.hooks.kling as hook_module
 
     clock = FakeClock()
-    monkeypatch.setattr(retry_module, "time", clock)
+    monkeypatch.setattr(clock_module, "_current", clock)  # clock.now()/sleep/asleep, tenacity's waits
     monkeypatch.setattr(hook_module, "time", clock)
     monkeypatch.setattr(time, "sleep", clock.sleep)  # tenacity's sync waits (tenacity.nap.sleep)
     monkeypatch.setattr(asyncio, "sleep", clock.asleep)  # tenacity's async waits
@@ -280,3 +280,15 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[CapturedLogs]:
         capture = capture_logs()
     with capture as structlog_entries:
         yield CapturedLogs(caplog, structlog_entries)
+
+
+@pytest.fixture(autouse=True)
+def _respx_visible_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the async hook's shared client on httpx's own transport, which respx intercepts.
+
+    Production runs it on aiohttp (``httpx-aiohttp``), which respx cannot see; the tests that need the
+    real transport set ``transport_factory`` back to ``aiohttp_transport`` against a real server.
+    """
+    from airflow_provider_kling.hooks import _shared_clients
+
+    monkeypatch.setattr(_shared_clients, "transport_factory", _shared_clients.httpx_transport)

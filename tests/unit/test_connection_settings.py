@@ -249,6 +249,7 @@ def test_the_connection_form_offers_the_documented_extras_with_their_defaults():
         "timeout": 30.0,
         "max_polls_per_second": 20.0,
         "allow_insecure_http": False,
+        "rate_limit_storage_uri": None,
     }
 
 

@@ -5,25 +5,33 @@ from __future__ import annotations
 import hashlib
 import json
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
-from _fakes import SUCCEED, FakeTI, task_result
+from _fakes import SUCCEED, FakeClock, FakeTI, task_result
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._completion import complete
 from airflow_provider_kling.assets import EXTRA_KEY, emit_video_asset_events
 from airflow_provider_kling.delivery import (
     StoredVideo,
+    UrlExpiredError,
     check_output_path,
     copy_url_atomically,
     deliver_videos,
     destinations,
     normalise_output_path,
 )
-from airflow_provider_kling.exceptions import KlingTransientError, KlingValidationError
+from airflow_provider_kling.exceptions import (
+    KlingNotFoundError,
+    KlingRequestError,
+    KlingTransientError,
+    KlingValidationError,
+)
 from airflow_provider_kling.links import XCOM_VIDEO_URL
 from airflow_provider_kling.models import TaskResult
 
@@ -47,9 +55,10 @@ def cdn():
 
 
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch):
-    """Retries wait for nothing (tenacity's sync sleep)."""
-    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)
+def no_backoff() -> Iterator[FakeClock]:
+    """Retries wait on a fake clock (the provider's one clock), so no test really sleeps."""
+    with clock.use_clock(FakeClock()) as fake:
+        yield fake
 
 
 def files_in(folder: Path) -> list[str]:
@@ -218,6 +227,50 @@ def test_transient_5xx_downloads_are_retried(cdn, tmp_path):
     deliver_videos(result_with(f"{CDN}/v1.mp4"), f"file://{tmp_path}/clip.mp4", refresh=never_refresh)
 
     assert route.call_count == 2
+
+
+def test_a_throttled_download_waits_for_retry_after_and_is_retried(cdn, tmp_path, no_backoff):
+    route = cdn.get("/v1.mp4")
+    route.side_effect = [httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, content=VIDEO)]
+
+    deliver_videos(result_with(f"{CDN}/v1.mp4"), f"file://{tmp_path}/clip.mp4", refresh=never_refresh)
+
+    assert route.call_count == 2
+    assert no_backoff.sleeps == [7.0]
+
+
+def test_a_request_timeout_from_the_storage_host_is_retried(cdn, tmp_path):
+    route = cdn.get("/v1.mp4")
+    route.side_effect = [httpx.Response(408), httpx.Response(200, content=VIDEO)]
+
+    deliver_videos(result_with(f"{CDN}/v1.mp4"), f"file://{tmp_path}/clip.mp4", refresh=never_refresh)
+
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(("status", "error"), [(404, KlingNotFoundError), (400, KlingRequestError)])
+def test_other_client_errors_of_the_storage_host_fail_at_once(cdn, tmp_path, status, error):
+    route = cdn.get("/v1.mp4").respond(status, text="<Error><Code>NoSuchKey</Code></Error>")
+
+    with pytest.raises(error, match=f"GET /v1.mp4 answered HTTP {status}: NoSuchKey"):
+        deliver_videos(result_with(f"{CDN}/v1.mp4?sig=s3cr3t"), f"file://{tmp_path}/clip.mp4", refresh=never_refresh)
+
+    assert route.call_count == 1
+    assert files_in(tmp_path) == []
+
+
+def test_a_refused_signature_that_stays_refused_fails_as_expired_without_the_signature(cdn, tmp_path):
+    cdn.get("/v1.mp4").respond(403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message>")
+
+    with pytest.raises(UrlExpiredError, match="HTTP 403: AccessDenied Request has expired") as caught:
+        deliver_videos(
+            result_with(f"{CDN}/v1.mp4?X-Amz-Signature=s3cr3t"),
+            f"file://{tmp_path}/clip.mp4",
+            refresh=lambda: result_with(f"{CDN}/v1.mp4?X-Amz-Signature=s3cr3t"),
+            max_attempts=2,
+        )
+
+    assert "s3cr3t" not in str(caught.value)
 
 
 def test_the_download_does_not_send_the_api_key(cdn, tmp_path):

@@ -231,7 +231,7 @@ def test_submit_is_retried_on_429_waiting_what_retry_after_asks(hook, submit_rou
 
 
 def test_a_retry_after_given_as_an_http_date_is_honoured(hook, submit_route, fake_clock):
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    when = format_datetime(datetime.fromtimestamp(fake_clock.now, timezone.utc) + timedelta(seconds=30), usegmt=True)
     submit_route.mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": when}), httpx.Response(200, json={"task_id": "kt-1"})]
     )

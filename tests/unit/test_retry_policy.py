@@ -29,7 +29,7 @@ from airflow_provider_kling.exceptions import (
     KlingValidationError,
 )
 from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport, submit_uncertain
-from airflow_provider_kling.hooks._retry import apoll_retrying, poll_retrying, submit_retrying
+from airflow_provider_kling.hooks.retry import apoll_retrying, poll_retrying, submit_retrying
 
 URL = "https://api.novita.ai/v3/async/task-result?task_id=kt-1"
 

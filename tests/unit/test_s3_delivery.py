@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from _fakes import SUCCEED, FakeTI, task_result
+from _fakes import SUCCEED, FakeClock, FakeTI, task_result
 
+from airflow_provider_kling import clock
 from airflow_provider_kling._completion import complete
 from airflow_provider_kling.assets import emit_video_asset_events
 from airflow_provider_kling.delivery import (
@@ -56,8 +57,10 @@ def cdn() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)
+def no_backoff() -> Iterator[FakeClock]:
+    """Retries wait on a fake clock (the provider's one clock), so no test really sleeps."""
+    with clock.use_clock(FakeClock()) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,11 @@
-"""Retry policies (tenacity, which Airflow already ships) for polls and for submits.
+"""Retry policies (tenacity, which Airflow already ships) and the one classification of HTTP failures.
 
+Every HTTP call of the provider, to the Kling API and to the vendor's video storage alike, turns a
+failed answer into an exception with :func:`error_from_response` and a transport failure with
+:func:`error_from_transport`, and retries with these policies:
+
+* 429 (waiting for ``Retry-After`` when sent), 408, 425 and 5xx are transient, as are timeouts and
+  dropped connections; other 4xx are permanent.
 * A poll (Task Result GET) is read-only: every transient failure is retried with jittered exponential
   backoff, bounded by a failure budget and, when given, an absolute deadline.
 * A submit costs money and the vendor has no idempotency key, so it is retried only when the request
@@ -11,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from tenacity import (
@@ -24,12 +29,27 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from airflow_provider_kling import clock
 from airflow_provider_kling.exceptions import (
     KlingConnectionError,
     KlingRateLimitError,
     KlingTimeoutError,
     KlingTransientError,
 )
+from airflow_provider_kling.hooks._errors import error_from_response, error_from_transport
+
+__all__ = [
+    "DEFAULT_INITIAL_WAIT",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_WAIT",
+    "apoll_retrying",
+    "error_from_response",
+    "error_from_transport",
+    "poll_retrying",
+    "stop_on_budget_or_deadline",
+    "submit_retrying",
+    "wait_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +84,7 @@ class stop_on_budget_or_deadline:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         if self.deadline is not None:
-            if time.time() + (retry_state.upcoming_sleep or 0.0) >= self.deadline:
+            if clock.now() + (retry_state.upcoming_sleep or 0.0) >= self.deadline:
                 # Say "out of time", not the last network error: callers report a timeout, not a failure.
                 raise KlingTimeoutError(
                     f"the deadline passed while retrying ({getattr(error, 'message', error)})",
@@ -115,13 +135,14 @@ def poll_retrying(
 ) -> Retrying:
     """Sync retry policy for read-only calls: every :class:`KlingTransientError` is retried."""
     return Retrying(
+        sleep=clock.sleep,
         **_policy(
             (KlingTransientError,),
             max_attempts=max_attempts,
             deadline=deadline,
             initial_wait=initial_wait,
             max_wait=max_wait,
-        )
+        ),
     )
 
 
@@ -132,15 +153,16 @@ def apoll_retrying(
     initial_wait: float = DEFAULT_INITIAL_WAIT,
     max_wait: float = DEFAULT_MAX_WAIT,
 ) -> AsyncRetrying:
-    """Async twin of :func:`poll_retrying` (sleeps with ``asyncio.sleep``)."""
+    """Async twin of :func:`poll_retrying` (waits on the event loop)."""
     return AsyncRetrying(
+        sleep=clock.asleep,
         **_policy(
             (KlingTransientError,),
             max_attempts=max_attempts,
             deadline=deadline,
             initial_wait=initial_wait,
             max_wait=max_wait,
-        )
+        ),
     )
 
 
@@ -152,11 +174,12 @@ def submit_retrying(
 ) -> Retrying:
     """Retry policy for submits: only failures that surely created no task (never sent, or 429)."""
     return Retrying(
+        sleep=clock.sleep,
         **_policy(
             (KlingConnectionError, KlingRateLimitError),
             max_attempts=max_attempts,
             deadline=None,
             initial_wait=initial_wait,
             max_wait=max_wait,
-        )
+        ),
     )
