@@ -270,10 +270,15 @@ def _measure(
         )
         sandbox_busy = (process_cpu_seconds(sandbox.pid) - sandbox_cpu_before) / max(1e-9, time.time() - begun)
         log_path = Path(spec["log_path"])
-        log_lines = log_path.read_bytes().count(b"\n") if log_path.exists() else 0
+        log_bytes = log_path.read_bytes() if log_path.exists() else b""
+        log_lines = log_bytes.count(b"\n")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
-        raise RuntimeError(f"worker {variant} N={n} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+        # Airflow's logging set-up sends the worker's own errors to its log file, not to stderr.
+        log_tail = log_bytes[-3000:].decode(errors="replace")
+        raise RuntimeError(
+            f"worker {variant} N={n} failed ({completed.returncode}):\n{completed.stderr[-3000:]}\n{log_tail}"
+        )
     raw = json.loads(lines[-1])
     polls = len(sandbox.journal(kind="poll"))
     completes = {task["task_id"]: float(task["completes_at"]) for task in sandbox.tasks()}
@@ -535,7 +540,7 @@ def _plot(rows: list[dict[str, Any]], directory: Path, earlier: list[dict[str, A
         figure.savefig(path)
         plt.close(figure)
         written.append(path)
-    if len({float(row.get("vendor_latency", 0.0)) for row in rows}) > 1:
+    if len({float(row.get("vendor_latency", 0.0)) for row in [*rows, *(earlier or [])]}) > 1:
         figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=110)
         for runs, style, suffix in ((earlier or [], "--", " (before)"), (rows, "-", "")):
             for index, variant in enumerate(VARIANTS):
@@ -545,7 +550,7 @@ def _plot(rows: list[dict[str, Any]], directory: Path, earlier: list[dict[str, A
                         for row in runs
                         if row["variant"] == variant and row["n"] == n and not row.get("aborted")
                     )
-                    if len(points) > 1:
+                    if points:
                         axis.plot(
                             *zip(*points, strict=True),
                             marker="o",
@@ -677,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     sandbox_pid = None
-    with SandboxProcess(api_key=API_KEY, log_level="warning", journal_limit=5_000_000) as sandbox:
+    with SandboxProcess(api_key=API_KEY, log_level="warning", journal_limit=5_000_000, startup_timeout=120) as sandbox:
         sandbox_pid = sandbox.pid
         for latency in args.vendor_latency:
             if latency > 0:
