@@ -61,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with stack:
                 print(f"Airflow ready in {stack.boot_seconds:.1f} s at {stack.base_url}")
-                conf = {"prompts": args.prompt} if args.prompt else {}
+                # The demo runs unattended: the example's human review step is switched off (it has its own
+                # end-to-end test, tests/e2e/test_review_step.py).
+                conf: dict[str, Any] = {"review": False, **({"prompts": args.prompt} if args.prompt else {})}
                 print(f"Running {DAG_ID}...")
                 result = stack.run(DAG_ID, conf=conf, timeout=args.timeout)
                 ok = _report(stack, result) and _report_publishing(stack, result)

@@ -165,7 +165,9 @@ def test_twenty_mapped_generations_run_more_at_once_than_there_are_worker_slots(
     assert airflow_stack.parallelism == 2
     prompts = [f"Postcard {n} of a seaside town [sandbox:seconds={FAN_OUT_SECONDS}]" for n in range(20)]
 
-    result = airflow_stack.run("example_kling_content_pipeline", conf={"prompts": prompts}, timeout=600)
+    result = airflow_stack.run(
+        "example_kling_content_pipeline", conf={"prompts": prompts, "review": False}, timeout=600
+    )
 
     assert_succeeded(result)
     mapped = sorted((ti for ti in result.task_instances if ti.task_id == "generate"), key=lambda t: t.map_index)
