@@ -23,7 +23,7 @@ endef
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
 	@echo "make test   - build the venvs, then lint + type check + every test on Airflow 3.3 (unit and"
-	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0) the unit suite and"
+	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0, 3.1, 3.2) the unit suite and"
 	@echo "              one end-to-end deferrable run"
 	@echo "make docs   - build the documentation site into site/ (strict: broken links and anchors fail)"
 	@echo "make venv | lint | unit | e2e | constraints | clean"
@@ -64,7 +64,7 @@ e2e: $(STAMP)
 # and one end-to-end deferrable run, in its own venv). Legs run one after another (they would only compete
 # for the cores); the first failing leg stops the run. Airflow 3.1 and 3.2 have their legs too (make
 # test-3.1, test-3.2); they join this list once their pins are committed and their suites pass there.
-MATRIX := 2.11 3.0
+MATRIX := 2.11 3.0 3.1 3.2
 test: lint test-3.3 $(addprefix test-,$(MATRIX))
 
 # The servers the 3.3 leg starts (PostgreSQL, Redis, Chromium and chromedriver): installed with apt-get
