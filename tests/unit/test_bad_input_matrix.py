@@ -1,4 +1,4 @@
-"""The bad-input matrix of issue 5: every bad input is refused before a request leaves the machine.
+"""The bad-input matrix: every bad input is refused before a request leaves the machine.
 
 Each row is what a user would write (an operator in a DAG, a templated value rendered at run time, a
 local image, a connection, or a direct hook call), the error type it must raise, and the words the

@@ -1,4 +1,4 @@
-"""Delivering videos to storage (issue 6): streaming, size checks, expired URLs, atomicity, sidecars."""
+"""Delivering videos to storage: streaming, size checks, expired URLs, atomicity, sidecars."""
 
 from __future__ import annotations
 

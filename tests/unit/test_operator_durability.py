@@ -1,4 +1,4 @@
-"""Durable submission (issue 5): a later try re-attaches to the generation an earlier try paid for.
+"""Durable submission: a later try re-attaches to the generation an earlier try paid for.
 
 The earlier try is simulated by a task state store that already holds its ``kling_task_id``; the
 vendor's answer about that task decides whether this try re-attaches, returns at once, or pays again.

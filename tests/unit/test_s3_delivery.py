@@ -1,4 +1,4 @@
-"""Delivering to S3 (issue 6): the connection to write with, URIs without it, atomic uploads.
+"""Delivering to S3: the connection to write with, URIs without it, atomic uploads.
 
 The S3 tests run against moto's S3 server on 127.0.0.1 (in this process), written through Airflow's own
 ``ObjectStoragePath`` and the Amazon provider's s3fs filesystem, and read back with boto3. They are
