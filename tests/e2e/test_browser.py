@@ -284,7 +284,8 @@ def test_the_test_button_reports_a_refused_key_with_the_vendor_reason(
 def test_mapped_generations_are_named_by_their_prompt_and_link_to_their_video(
     browser: Browser, airflow_stack: AirflowStack, sandbox: SandboxProcess, api_key: str
 ) -> None:
-    result = airflow_stack.run(PIPELINE, conf={"prompts": PROMPTS})
+    # review=False: no person approves in this test (the review step has tests/e2e/test_review_step.py).
+    result = airflow_stack.run(PIPELINE, conf={"prompts": PROMPTS, "review": False})
     assert result.state == "success", result
     names = {ti.map_index: ti.raw.get("rendered_map_index") for ti in result.task_instances if ti.task_id == "generate"}
     assert names == {0: "A hummingbird hovers at a red flower…", 1: "a fox in the snow"}

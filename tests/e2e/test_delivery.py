@@ -118,7 +118,7 @@ def started(airflow_stack: AirflowStack, s3: Any, expired_url_folder: Path) -> d
     expired_url_conf = {"output_folder": str(expired_url_folder), "prompt": "A lighthouse at dusk [sandbox:ttl=1]"}
     return {
         # The content pipeline with three prompts, to its default folder.
-        PIPELINE: airflow_stack.trigger(PIPELINE, conf={"prompts": [prompt for prompt, _ in PROMPTS]}),
+        PIPELINE: airflow_stack.trigger(PIPELINE, conf={"prompts": [prompt for prompt, _ in PROMPTS], "review": False}),
         EXPIRED_URL: airflow_stack.trigger(EXPIRED_URL, conf=expired_url_conf),
         TO_S3: airflow_stack.trigger(TO_S3, conf={"bucket": BUCKET}),
     }
