@@ -65,7 +65,8 @@ def _shared_sync_client(conn_id: str) -> httpx.Client:
 class _BaselineTrigger(BaseTrigger):
     """Same arguments, schedule, parsing, logging and single event as ``KlingTaskTrigger``.
 
-    Accepts (and ignores) ``max_attempts``, so it can be built from ``KlingTaskTrigger``'s kwargs.
+    Accepts (and ignores) ``max_attempts`` and the not-found grace and progress-log settings, so it can
+    be built from ``KlingTaskTrigger``'s kwargs: a baseline polls a task that exists and logs every poll.
     """
 
     def __init__(
@@ -77,6 +78,9 @@ class _BaselineTrigger(BaseTrigger):
         kling_conn_id: str = "kling_default",
         max_poll_interval: float | None = None,
         max_attempts: int | None = None,
+        submitted_at: float | None = None,
+        not_found_grace: float | None = None,
+        progress_log_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.kling_task_id = kling_task_id
