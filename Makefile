@@ -18,7 +18,8 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit e2e test demo constraints clean docs system-packages older-legs
+.PHONY: help venv lint unit e2e test demo constraints clean docs system-packages older-legs \
+	test-3.3-local test-3.3-cluster
 
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
@@ -29,7 +30,8 @@ help:
 	@echo "make venv | lint | unit | e2e | constraints | clean"
 	@echo "make unit-V - the unit suite on Airflow V (2.11, 3.0, 3.1, 3.2), each in its own venv"
 	@echo "make e2e-V - one end-to-end deferrable run on a real Airflow V stack"
-	@echo "make test-3.3 | test-V - one leg of the CI matrix (what make test runs after lint)"
+	@echo "make test-3.3 | test-V - one leg of the CI matrix (what make test runs after lint); the 3.3 leg"
+	@echo "              is test-3.3-local (LocalExecutor stacks, unit, docs) + test-3.3-cluster (Celery stack)"
 	@echo "make constraints-V - re-resolve that leg's pins"
 
 venv: $(STAMP)
@@ -60,17 +62,18 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(call run_pytest,-m e2e)
 
-# The CI matrix: lint, then the whole suite on Airflow 3.3 and, beside it, each older Airflow's leg (its
-# unit suite and one end-to-end deferrable run, in its own venv), one at a time. The 3.3 leg spends most of
-# its time waiting on its stacks (renders, failovers, heartbeats), so a second job fits on two cores and
-# saves a third of the wall-clock time; each job's output is printed whole when it ends. Any failure fails
-# the target.
+# The CI matrix: lint, then three jobs side by side: the Airflow 3.3 suite on its LocalExecutor stacks
+# (unit and end-to-end, the docs site), the distributed deployment's scenarios on their Celery stack, and
+# the older Airflow legs one after another (each its unit suite and one end-to-end deferrable run, in its
+# own venv). The two 3.3 jobs spend most of their time waiting on their stacks (renders, failovers,
+# heartbeats) while the older legs' unit suites use the CPU, so three jobs fit on two cores; each job's
+# output is printed whole when it ends. Any failure fails the target.
 # Airflow 3.1 and 3.2 have legs of their own (make test-3.1, test-3.2; pins committed, unit suites pass)
 # but are not in this list yet: their end-to-end runs do not pass (3.1: the REST API refuses the harness's
 # calls with 401; 3.2: the task runner's models fail to build with the resolved pydantic).
 MATRIX := 2.11 3.0
 test: lint
-	$(MAKE) --no-print-directory --output-sync=recurse -j2 test-3.3 older-legs
+	$(MAKE) --no-print-directory --output-sync=recurse -j3 test-3.3-local test-3.3-cluster older-legs
 
 older-legs:
 	$(MAKE) --no-print-directory -j1 $(addprefix test-,$(MATRIX))
@@ -80,9 +83,15 @@ older-legs:
 system-packages:
 	$(PYTHON) -m tools.system_packages
 
-# One pytest run over the whole suite: a failure anywhere fails the target. The docs site is part of the leg.
-test-3.3: $(STAMP) system-packages docs
-	$(call run_pytest,)
+# The Airflow 3.3 leg: every test, in two pytest runs that can go side by side (make -j2 test-3.3): the
+# distributed deployment's module, and everything else. The docs site is part of the leg.
+test-3.3: test-3.3-local test-3.3-cluster
+
+test-3.3-local: $(STAMP) system-packages docs
+	$(call run_pytest,-m "not cluster_e2e")
+
+test-3.3-cluster: $(STAMP) system-packages
+	$(call run_pytest,-m cluster_e2e)
 
 # The documentation site (mkdocs.yml) into site/, in strict mode: a broken link or anchor, a page
 # missing from the nav, or a docstring mkdocstrings cannot render fails the build.

@@ -137,6 +137,19 @@ class PostgresServer:
             conn.commit()
             return int(cur.rowcount)
 
+    def dump(self, database: str = DATABASE) -> bytes:
+        """The whole database as ``pg_dump`` writes it (plain SQL, every table's rows), e.g. to scan it."""
+        done = subprocess.run(
+            [str(self.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_USER, database],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AirflowStackError(f"pg_dump failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+        return done.stdout
+
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run(
             [*self._as_user, str(self.bin_dir / program), *args],
@@ -191,6 +204,36 @@ class RedisServer:
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"redis-server not answering on port {self.port}")
             time.sleep(0.1)
+
+    def values(self, db: int = 0) -> dict[str, bytes]:
+        """Every key of ``db`` and what it holds right now (strings, lists, hashes, sets), e.g. to scan them.
+
+        Values are read by type rather than with ``DUMP``, whose serialisation may compress a long string.
+        """
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+        found: dict[str, bytes] = {}
+        try:
+            for key in client.scan_iter(count=500):
+                kind = client.type(key)
+                items: list[Any]  # redis-py types its replies loosely; without decode_responses, bytes
+                if kind == b"string":
+                    items = [client.get(key) or b""]
+                elif kind == b"list":
+                    items = list(client.lrange(key, 0, -1))
+                elif kind == b"hash":
+                    items = [part for pair in client.hgetall(key).items() for part in pair]
+                elif kind == b"set":
+                    items = list(client.smembers(key))
+                elif kind == b"zset":
+                    items = list(client.zrange(key, 0, -1))
+                else:  # streams and modules: not used by Celery's broker or the rate limiter
+                    items = []
+                found[bytes(key).decode(errors="replace")] = b"\n".join(i for i in items if isinstance(i, bytes))
+        finally:
+            client.close()
+        return found
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server by its PID (``sig``; SIGKILL after 10 s)."""

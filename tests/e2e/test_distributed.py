@@ -10,9 +10,11 @@ Runs in ``make test`` (marked ``e2e``) and alone with ``-m cluster_e2e``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,13 +28,15 @@ import pytest
 
 from airflow_provider_kling.sandbox.media import task_id_of, video_for
 from airflow_provider_kling.sandbox.process import SandboxProcess, peak_in_flight
-from tools.airflow_stack import RunResult, free_port
+from tools.airflow_stack import TERMINAL_RUN_STATES, RunResult, free_port
 from tools.distributed_stack import DistributedStack, RedisServer
+from tools.secret_scan import files_under, hits
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster_e2e]
 
 DAGS = Path(__file__).parent / "dags_distributed"
-SANDBOX_API_KEY = "sandbox-key"
+#: The module's own sandbox accepts only this key: distinctive, so the secret scan's every hit is a leak.
+CLUSTER_API_KEY = f"kling-cluster-key-{secrets.token_hex(16)}"
 BUCKET = "kling-cluster"
 HEALTH_CHECK_THRESHOLD = 15.0
 #: The cluster-wide limit and how many generations poll under it (each once a second).
@@ -80,6 +84,14 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """The module's own sandbox: it accepts only :data:`CLUSTER_API_KEY` (the suite's accepts a fixed one)."""
+    log = tmp_path_factory.mktemp("cluster-sandbox") / "sandbox.log"
+    with SandboxProcess(api_key=CLUSTER_API_KEY, generation_seconds=8.0, log_path=log) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
 def limiter_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of its own for the cluster-wide rate limit, so stopping it leaves Celery's broker alone."""
     server = RedisServer(tmp_path_factory.mktemp("limiter") / "redis.log")
@@ -93,7 +105,7 @@ def limiter_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 @pytest.fixture(scope="module")
 def airflow_stack(sandbox: SandboxProcess, moto_s3: str, limiter_store: RedisServer) -> Iterator[DistributedStack]:
     """The module's distributed stack (named like the suite's shared stack, so a failure keeps its logs)."""
-    kling = json.loads(sandbox.airflow_connection(SANDBOX_API_KEY))
+    kling = json.loads(sandbox.airflow_connection(CLUSTER_API_KEY))
     limited = {
         **kling,
         "extra": {"max_polls_per_second": RATE_LIMIT, "rate_limit_storage_uri": limiter_store.url(1)},
@@ -378,7 +390,67 @@ def test_the_poll_rate_limit_holds_across_the_cluster_and_survives_losing_its_st
     assert 1 <= warnings <= len(airflow_stack.triggerer_names), f"{warnings} warnings about the lost store"
 
 
+def test_the_api_key_appears_in_no_log_row_or_message_of_the_cluster(
+    airflow_stack: DistributedStack, sandbox: SandboxProcess
+) -> None:
+    """Last: what every scenario above left behind, plus the broker and trigger rows seen during a run.
+
+    Files under ``AIRFLOW_HOME`` (every component's output, the Celery workers' and triggerers' task
+    and trigger logs), a ``pg_dump`` of the metadata database (XCom, task instances and their rendered
+    fields, the Celery result backend, the trigger table, logs of events), what Celery's Redis broker
+    held while tasks went through it, and the trigger rows (kwargs decrypted) while the run waited.
+    """
+    count = 2
+    run_id, seed = start(airflow_stack, "cluster_generations", count, seconds=20)
+    triggers: dict[str, dict[str, Any]] = {}
+    broker: dict[str, bytes] = {}
+
+    def finished() -> bool:
+        triggers.update({json.dumps(row, sort_keys=True, default=str): row for row in airflow_stack.trigger_rows()})
+        for key, value in airflow_stack.redis.values(0).items():
+            broker[f"redis:{key}#{len(broker)}"] = value + b"\n" + _message_bodies(value)
+        return airflow_stack.run_state("cluster_generations", run_id) in TERMINAL_RUN_STATES
+
+    # Often: a Celery message stays in the broker (unacknowledged) only while its task runs.
+    airflow_stack.wait_for(finished, RUN_TIMEOUT, "the run never ended", 0.25)
+    result = airflow_stack.wait_for_run("cluster_generations", run_id)
+    kling_ids = assert_all_succeeded_once(result, sandbox, seed, count)
+
+    sources = files_under(airflow_stack.home)
+    sources["postgres:dump"] = airflow_stack.postgres.dump()
+    sources.update(broker)
+    for n, row in enumerate(triggers.values()):
+        sources[f"trigger:{row['id']}#{n}"] = json.dumps(row, default=str).encode()
+    sources["sandbox:journal"] = json.dumps(sandbox.journal()).encode()
+
+    # The scan reads what it claims to: a Kling task id is in the logs, the database, the broker's
+    # messages (the workers' task commands name the run) and the trigger rows.
+    id_hits = hits(sources, kling_ids[0])
+    for prefix in ("file:logs/", "postgres:", "trigger:", "sandbox:journal"):
+        assert any(name.startswith(prefix) for name in id_hits), (prefix, sorted(id_hits))
+    assert any(run_id in data.decode(errors="replace") for name, data in broker.items()), sorted(broker)[:20]
+    # And the key is nowhere.
+    assert hits(sources, CLUSTER_API_KEY) == {}
+    print(f"\nscanned {len(sources)} sources, {sum(map(len, sources.values())) / 2**20:.1f} MiB: no key")
+
+
 # ------------------------------------------------------------------ helpers
+
+
+def _message_bodies(value: bytes) -> bytes:
+    """The decoded bodies of the Celery messages in a broker value.
+
+    kombu stores a message as JSON with its body base64-encoded: in a queue as the message itself, in
+    the ``unacked`` hash (a task being worked on) as ``[message, exchange, routing key]``.
+    """
+    bodies = []
+    for line in value.split(b"\n"):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(line)
+            for message in parsed if isinstance(parsed, list) else [parsed]:
+                if isinstance(message, dict) and message.get("properties", {}).get("body_encoding") == "base64":
+                    bodies.append(base64.b64decode(message["body"]))
+    return b"\n".join(bodies)
 
 
 def _tree_cmdlines(pid: int) -> list[list[str]]:

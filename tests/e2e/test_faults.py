@@ -43,6 +43,7 @@ from tools.airflow_stack import (
     StackFactory,
     log_text,
 )
+from tools.secret_scan import files_under, hits
 
 AIRFLOW = tuple(int(part) for part in re.findall(r"\d+", metadata.version("apache-airflow"))[:2])
 pytestmark = [
@@ -424,10 +425,7 @@ def scan_sources(stack: AirflowStack, sandbox: SandboxProcess, triggers: list[di
     included) as the REST API returns them; the trigger rows seen during the run, kwargs decrypted; the
     sandbox's journal, log and state file.
     """
-    sources: dict[str, bytes] = {}
-    for path in sorted(stack.home.rglob("*")):
-        if path.is_file():
-            sources[f"file:{path.relative_to(stack.home)}"] = path.read_bytes()
+    sources = files_under(stack.home)
     for entry in stack.xcom_entries():
         name = (
             f"xcom:{entry['dag_id']}/{entry['run_id']}/{entry['task_id']}[{entry.get('map_index', -1)}]/{entry['key']}"
@@ -444,12 +442,6 @@ def scan_sources(stack: AirflowStack, sandbox: SandboxProcess, triggers: list[di
     for path in [sandbox.log_path, *state.parent.glob(f"{state.name}*")]:
         sources[f"sandbox:{path.name}"] = path.read_bytes()
     return sources
-
-
-def hits(sources: dict[str, bytes], needle: str) -> dict[str, int]:
-    """Where ``needle`` occurs and how often (raw bytes, so a database page counts as well as a log line)."""
-    found = {name: data.count(needle.encode()) for name, data in sources.items()}
-    return {name: count for name, count in found.items() if count}
 
 
 def test_the_api_key_appears_in_no_log_xcom_trigger_row_or_database(

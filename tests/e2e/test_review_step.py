@@ -25,6 +25,8 @@ PUBLISH_DAG = "example_kling_publish_videos"
 PROMPTS = ["A red kite over green hills", "A neon sign flickers in the rain"]
 # Generous: the stack shares two cores with whatever else runs on the machine.
 WAIT_SECONDS = 300.0
+#: Where a review task waits for its answer: parked on Airflow 3.3, deferred to a trigger before.
+WAITING_STATES = ("awaiting_input", "deferred")
 
 
 @pytest.fixture
@@ -47,7 +49,15 @@ def wait_until(condition: Any, what: str, timeout: float = WAIT_SECONDS) -> Any:
 
 
 def hitl_detail(api: httpx.Client, run_id: str, map_index: int) -> dict[str, Any] | None:
-    """The review request of one video, once its review task has written it."""
+    """The review request of one video, once its review task is parked waiting for the answer.
+
+    The task writes the request a moment before it parks: an answer given in between is stored but
+    resumes nothing (Airflow resumes only a task that waits), so a reviewer answers a waiting task, as
+    the UI's Required actions page offers it.
+    """
+    ti = api.get(f"/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances/review/{map_index}")
+    if ti.status_code != 200 or ti.json()["state"] not in WAITING_STATES:
+        return None
     response = api.get(f"/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances/review/{map_index}/hitlDetails")
     return response.json() if response.status_code == 200 else None
 
