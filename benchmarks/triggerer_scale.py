@@ -494,7 +494,7 @@ def _goals(rows: list[dict[str, Any]], earlier: list[dict[str, Any]] | None = No
 def _plot(rows: list[dict[str, Any]], directory: Path, earlier: list[dict[str, Any]] | None = None) -> list[Path]:
     """PNG plots (needs matplotlib, only with ``--plot``).
 
-    Peak RSS and CPU per poll against N, at the lowest vendor latency measured; with several vendor
+    Peak RSS and CPU per poll against N, at the vendor latency measured at the most N; with several vendor
     latencies also CPU per poll against the latency, per N >= 1,000 (and the earlier run's, dashed, when
     given).
     """
@@ -505,7 +505,12 @@ def _plot(rows: list[dict[str, Any]], directory: Path, earlier: list[dict[str, A
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    lowest = min(float(row.get("vendor_latency", 0.0)) for row in rows)
+    # Against N at the vendor latency measured at the most N (the lowest of those): one run can sweep
+    # the latencies at one N and the N at another latency.
+    latencies = {float(row.get("vendor_latency", 0.0)) for row in rows}
+    lowest = min(
+        latencies, key=lambda lat: (-len({row["n"] for row in rows if row.get("vendor_latency", 0.0) == lat}), lat)
+    )
     by_n = [row for row in rows if float(row.get("vendor_latency", 0.0)) == lowest]
     for key, label, name in (
         ("rss_mib", "peak RSS of the process (MiB)", "triggerer_scale_memory.png"),
@@ -638,7 +643,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--plot", type=Path, help="write PNG plots to this directory (needs matplotlib)")
     parser.add_argument(
-        "--replot", type=Path, metavar="JSON", help="only redraw the --plot PNGs from a --json file of an earlier run"
+        "--replot",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only redraw the --plot PNGs from the --json files of earlier runs (their rows together)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -648,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replot:
         if not args.plot:
             parser.error("--replot needs --plot DIR")
-        for path in _plot(json.loads(args.replot.read_text())["rows"], args.plot, earlier):
+        rows = [row for path in args.replot for row in json.loads(path.read_text())["rows"]]
+        for path in _plot(rows, args.plot, earlier):
             print(f"plot: {path}")
         return 0
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -217,7 +217,10 @@ class AirflowStack:
         self._starts: dict[str, int] = {}
         self._all_pids: set[int] = set()  # every session leader ever started, for the final sweep
         self._killed: set[str] = set()
-        self._api = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=15.0)
+        # Airflow 3.0 and 3.3 let an anonymous caller in as an admin in all-admins mode; 3.1 and 3.2 answer
+        # 401 without a token, which that mode hands out to anyone at GET /auth/token.
+        auth = _AllAdminsToken(self.base_url) if (3, 1) <= self.airflow_version[:2] < (3, 3) else None
+        self._api = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=15.0, auth=auth)
         self._memory = _MemoryWatcher(self._all_pids)
         self.boot_seconds: float | None = None
 
@@ -924,6 +927,33 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return f"(no log at {path})"
+
+
+class _AllAdminsToken(httpx.Auth):
+    """A bearer token from the simple auth manager's all-admins ``GET /auth/token`` (no credentials).
+
+    Fetched on the first call and again after a 401 (a token expires; a restarted api-server with a
+    new JWT secret refuses the old one).
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.token: str | None = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.token is None:
+            self.token = self._fetch()
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        if response.status_code == 401:
+            self.token = self._fetch()
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
+
+    def _fetch(self) -> str:
+        response = httpx.get(f"{self.base_url}/auth/token", timeout=15.0)
+        response.raise_for_status()
+        return str(response.json()["access_token"])
 
 
 def alive(pid: int) -> bool:
