@@ -33,6 +33,7 @@ from airflow_provider_kling.exceptions import KlingTransientError, KlingValidati
 from airflow_provider_kling.models import TaskResult
 from airflow_provider_kling.operators.kling import KlingTextToVideoOperator
 from airflow_provider_kling.sensors.kling import KlingTaskSensor
+from tools.moto_s3 import moto_server
 
 CDN = "https://cdn.example.com"
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
@@ -68,14 +69,9 @@ def moto_endpoint() -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1, for this module."""
     pytest.importorskip("s3fs", reason="the [s3] extra is not installed")
     pytest.importorskip("airflow.providers.amazon", reason="the [s3] extra is not installed")
-    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
