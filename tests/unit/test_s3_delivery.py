@@ -18,7 +18,6 @@ import respx
 from _fakes import SUCCEED, FakeClock, FakeTI, task_result
 
 from airflow_provider_kling import clock
-from airflow_provider_kling._completion import complete
 from airflow_provider_kling.assets import emit_video_asset_events
 from airflow_provider_kling.delivery import (
     StoredVideo,
@@ -143,19 +142,11 @@ def test_an_interrupted_upload_leaves_no_object(s3):
 
 def test_completing_with_an_output_conn_id_stores_there_and_names_the_asset_without_it(s3, cdn):
     from airflow.providers.common.compat.sdk import AssetAlias
-    from test_delivery import alias_events, outlet_events
+    from test_delivery import alias_events, complete_to, outlet_events
 
     ti = FakeTI()
 
-    summary = complete(
-        {"ti": ti},
-        result_with(f"{CDN}/v1.mp4"),
-        model="kling-v3.0-std-t2v",
-        output_path=f"s3://{BUCKET}/runs/0.mp4",
-        output_conn_id=CONN_ID,
-        request={"prompt": "a fox"},
-        refresh=never_refresh,
-    )
+    summary = complete_to(ti, f"s3://{BUCKET}/runs/0.mp4", output_conn_id=CONN_ID)
 
     assert summary["stored"][0]["uri"] == f"s3://{BUCKET}/runs/0.mp4"
     assert summary["stored"][0]["conn_id"] == CONN_ID
