@@ -279,3 +279,17 @@ def draw_image(width: int = 640, height: int = 360, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, (width, height), color=1 if mode == "P" else (200, 80, 40)).save(buffer, fmt)
     return buffer.getvalue()
+
+
+async def polls_after(client: Any, clock: Any, task_id: str, *steps: float) -> list[dict[str, Any]]:
+    """Advance the sandbox's ``clock`` by each of ``steps`` in turn and poll ``task_id`` after each.
+
+    The sandbox's Task Result answers (each a 200) at those moments, for the tests of a task's life.
+    """
+    answers = []
+    for step in steps:
+        clock.advance(step)
+        response = await client.get("/v3/async/task-result", params={"task_id": task_id})
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    return answers

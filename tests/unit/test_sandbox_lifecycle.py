@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _fakes import polls_after
 
 from airflow_provider_kling.models import TaskResult, TaskStatus
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
@@ -58,10 +59,7 @@ async def test_new_task_is_queued_with_empty_timings(app):
 async def test_task_moves_to_processing_after_the_queue_phase(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        sandbox_clock.advance(0.99)
-        still_queued = await poll(client, task_id)
-        sandbox_clock.advance(0.02)
-        processing = await poll(client, task_id)
+        still_queued, processing = await polls_after(client, sandbox_clock, task_id, 0.99, 0.02)
     assert still_queued["task"]["status"] == "TASK_STATUS_QUEUED"
     assert processing["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert processing["extra"]["debug_info"]["execute_time_ms"] == "1700000001000"
@@ -92,10 +90,7 @@ async def test_progress_rises_and_eta_falls_while_processing(app, sandbox_clock)
 async def test_task_succeeds_at_the_end_of_the_generation_time(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        sandbox_clock.advance(9.99)
-        almost = await poll(client, task_id)
-        sandbox_clock.advance(0.01)
-        done = await poll(client, task_id)
+        almost, done = await polls_after(client, sandbox_clock, task_id, 9.99, 0.01)
     assert almost["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert done["task"] == {
         "task_id": task_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _fakes import polls_after
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
 from airflow_provider_kling.sandbox.scenarios import (
@@ -103,10 +104,7 @@ async def test_queue_marker_sets_the_queue_phase(app, sandbox_clock):
 async def test_fail_marker_fails_at_the_end_with_its_reason(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client, {"prompt": "a fox [sandbox:fail=SOME_REASON text]"})
-        sandbox_clock.advance(7)
-        in_flight = await poll(client, task_id)
-        sandbox_clock.advance(1)
-        done = await poll(client, task_id)
+        in_flight, done = await polls_after(client, sandbox_clock, task_id, 7, 1)
     assert in_flight["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert done["task"]["status"] == "TASK_STATUS_FAILED"
     assert done["task"]["reason"] == "SOME_REASON text"
@@ -165,37 +163,51 @@ async def test_succeed_marker_wins_over_the_fail_rate(sandbox_clock):
         assert (await poll(client, unlucky))["task"]["status"] == "TASK_STATUS_FAILED"
 
 
-async def test_marker_in_a_multi_prompt_shot_counts(app, sandbox_clock):
-    body = {"prompt": "a story", "multi_prompt": [{"prompt": "shot one"}, {"prompt": "shot two [sandbox:policy]"}]}
+@pytest.mark.parametrize(
+    ("model", "body", "seconds", "field", "expected"),
+    [
+        pytest.param(
+            "kling-v3.0-pro-t2v",
+            {"prompt": "a story", "multi_prompt": [{"prompt": "shot one"}, {"prompt": "shot two [sandbox:policy]"}]},
+            1,
+            "status",
+            "TASK_STATUS_FAILED",
+            id="multi-prompt-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-pro-t2v",
+            {"prompt": "a story", "multi_prompt": ["shot one", "shot two [sandbox:fail=BROKEN]"]},
+            8,
+            "reason",
+            "BROKEN",
+            id="plain-string-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-std-i2v",
+            {
+                **example_body("kling-v3.0-std-i2v", "a cat"),
+                "multi_prompt": [{"prompt": "shot [sandbox:seconds=30]", "duration": 5}],
+            },
+            8,
+            "status",
+            "TASK_STATUS_PROCESSING",
+            id="image-to-video-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-motion-control",
+            example_body("kling-v3.0-motion-control", "dance [sandbox:fail=NO_DANCE]"),
+            8,
+            "reason",
+            "NO_DANCE",
+            id="motion-control-prompt",
+        ),
+    ],
+)
+async def test_a_marker_counts_in_any_prompt_of_any_endpoint(app, sandbox_clock, model, body, seconds, field, expected):
     async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-pro-t2v")
-        sandbox_clock.advance(1)
-        assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_FAILED"
-
-
-async def test_marker_in_a_plain_string_shot_counts(app, sandbox_clock):
-    body = {"prompt": "a story", "multi_prompt": ["shot one", "shot two [sandbox:fail=BROKEN]"]}
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-pro-t2v")
-        sandbox_clock.advance(8)
-        assert (await poll(client, task_id))["task"]["reason"] == "BROKEN"
-
-
-async def test_marker_in_an_image_to_video_shot_counts(app, sandbox_clock):
-    body = example_body("kling-v3.0-std-i2v", "a cat")
-    body["multi_prompt"] = [{"prompt": "shot [sandbox:seconds=30]", "duration": 5}]
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-std-i2v")
-        sandbox_clock.advance(8)
-        assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_PROCESSING"
-
-
-async def test_marker_in_a_motion_control_prompt_counts(app, sandbox_clock):
-    body = example_body("kling-v3.0-motion-control", "dance [sandbox:fail=NO_DANCE]")
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-motion-control")
-        sandbox_clock.advance(8)
-        assert (await poll(client, task_id))["task"]["reason"] == "NO_DANCE"
+        task_id = await submit(client, body, model=model)
+        sandbox_clock.advance(seconds)
+        assert (await poll(client, task_id))["task"][field] == expected
 
 
 async def test_markers_are_listed_with_the_task(app):
