@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from airflow_provider_kling import clock
 from airflow_provider_kling.delivery import check_conn_id, normalise_output_path
@@ -101,6 +101,16 @@ def wait_deadline(task: BaseOperator, context: Context, timeout_seconds: float) 
     return end
 
 
+class WaitOptions(TypedDict):
+    """How a generation is waited for: what the trigger and the hook's ``wait_for_task`` both take."""
+
+    poll_interval: float
+    max_poll_interval: float | None
+    submitted_at: float | None
+    not_found_grace: float
+    progress_log_interval: float
+
+
 def defer_to_trigger(
     task: BaseOperator,
     context: Context,
@@ -108,11 +118,7 @@ def defer_to_trigger(
     kling_task_id: str,
     kling_conn_id: str,
     timeout_seconds: float,
-    poll_interval: float,
-    max_poll_interval: float | None,
-    submitted_at: float | None,
-    not_found_grace: float,
-    progress_log_interval: float,
+    **wait: Unpack[WaitOptions],
 ) -> None:
     """Defer ``task`` to a :class:`KlingTaskTrigger` for ``kling_task_id``; resume in ``execute_complete``.
 
@@ -124,11 +130,7 @@ def defer_to_trigger(
             kling_task_id=kling_task_id,
             end_time=end_time,
             kling_conn_id=kling_conn_id,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            submitted_at=submitted_at,
-            not_found_grace=not_found_grace,
-            progress_log_interval=progress_log_interval,
+            **wait,
         ),
         method_name=RESUME_METHOD,
         kwargs={"kling_task_id": kling_task_id},

@@ -7,6 +7,7 @@ run first, because Airflow reads its configuration when it is first imported.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -14,12 +15,17 @@ import math
 import os
 import platform
 import random
+import shutil
+import signal
+import sys
 import tempfile
+import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, BinaryIO
 
 import httpx
@@ -214,11 +220,11 @@ class Column:
         return self.fmt.format(value)
 
 
-def markdown_table(columns: Sequence[Column], rows: Iterable[dict[str, Any]]) -> str:
-    """A Markdown table (readable as plain text too)."""
+def markdown_table(columns: Sequence[Column], rows: Iterable[dict[str, Any]], *, left: Collection[str] = ()) -> str:
+    """A Markdown table (readable as plain text too); the columns whose keys are in ``left`` align left."""
     lines = [
         "| " + " | ".join(column.heading for column in columns) + " |",
-        "|" + "|".join("---:" for _ in columns) + "|",
+        "|" + "|".join(":---" if column.key in left else "---:" for column in columns) + "|",
     ]
     lines += ["| " + " | ".join(column.show(row) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -246,3 +252,91 @@ def write_json(path: Path | str | None, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` (nothing when ``path`` is ``None``)."""
     if path is not None:
         Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------ benchmarks on a real Airflow stack
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: unwind, so everything started is stopped."""
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """The SIGTERM handler of a stack benchmark: raise :class:`Terminated`."""
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    """A fresh temporary directory, removed with all it holds on the way out."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--keep-logs``: where a stack benchmark writes its figures and keeps its logs."""
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--keep-logs",
+        type=Path,
+        default=None,
+        help="copy AIRFLOW_HOME and the sandbox log here (always; by default only on failure, to a temp dir)",
+    )
+
+
+def progress_logger(started: float, *, quiet: bool) -> Callable[[str], None]:
+    """A ``log(message)`` printing progress lines on stderr, stamped with the seconds since ``started``."""
+
+    def log(message: str) -> None:
+        if not quiet:
+            print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def stop_stack(
+    stack: Any, sandbox: Any, *, log: Callable[[str], None], keep: Path | None, failed: bool, prefix: str
+) -> None:
+    """Stop the stack (if it was built) and the sandbox, then keep their logs.
+
+    The logs go to ``keep`` when given, else after a failure to a new temp dir named with ``prefix``.
+    """
+    if stack is not None:
+        log("stopping the stack")
+        stack.stop()
+    sandbox.stop()
+    keep = keep or (Path(tempfile.mkdtemp(prefix=prefix)) if failed else None)
+    if keep is not None and stack is not None:
+        stack.archive(keep / "airflow-home")
+        if sandbox.log_path.exists():
+            shutil.copy(sandbox.log_path, keep / "sandbox.log")
+        print(f"logs kept in {keep}", file=sys.stderr, flush=True)  # even with --quiet
+
+
+def print_ending(elapsed: float, error: BaseException | None) -> None:
+    """The last lines of a stack benchmark's report: the load at the end, the run time and any error."""
+    print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; benchmark took {elapsed:.0f} s")
+    if error is not None:
+        print()
+        print(f"ERROR: {type(error).__name__}: {textwrap.shorten(str(error), 2000)}")
+
+
+def exit_status(error: BaseException | None, *, ok: bool) -> int:
+    """The exit status: a signal's conventional 128 + N when one stopped the run, else 0 when ``ok``."""
+    if isinstance(error, Terminated):
+        return 128 + signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return 0 if ok else 1
+
+
+def airflow_version() -> str:
+    """The Airflow version the stack runs (from its package metadata: this process imports no Airflow)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    with contextlib.suppress(PackageNotFoundError):
+        return version("apache-airflow")
+    return "?"

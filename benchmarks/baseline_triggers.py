@@ -90,17 +90,15 @@ class _BaselineTrigger(BaseTrigger):
         self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
         self.max_attempts = max_attempts
 
+    #: What :meth:`serialize` keeps (the ignored kwargs are not among them).
+    _SERIALIZED = ("kling_task_id", "end_time", "poll_interval", "kling_conn_id", "max_poll_interval")
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Class path and primitive kwargs."""
-        kwargs: dict[str, Any] = {
-            "kling_task_id": self.kling_task_id,
-            "end_time": self.end_time,
-            "poll_interval": self.poll_interval,
-            "kling_conn_id": self.kling_conn_id,
+        """Class path and primitive kwargs (``max_poll_interval`` only when set)."""
+        kwargs = {name: getattr(self, name) for name in self._SERIALIZED}
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            name: value for name, value in kwargs.items() if value is not None
         }
-        if self.max_poll_interval is not None:
-            kwargs["max_poll_interval"] = self.max_poll_interval
-        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def fetch(self) -> httpx.Response:
         """One Task Result request (the part each baseline does its own way)."""

@@ -37,19 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    API_KEY,
-    Column,
-    configure_trigger_logging,
-    connection_json,
-    generation_seconds,
-    machine_description,
-    markdown_table,
-    percentile,
-    prepare_airflow_env,
-    submit_tasks,
-    write_json,
-)
+import _common
 
 SCHEDULES = ("eta-aware", "fixed")
 
@@ -92,21 +80,21 @@ def _bucket_edges(low: float, high: float) -> list[tuple[float, float]]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run both schedules against one sandbox and return the figures."""
-    prepare_airflow_env()
+    _common.prepare_airflow_env()
     from airflow_provider_kling.polling import default_max_poll_interval
     from airflow_provider_kling.sandbox import SandboxProcess
 
     scale = args.time_scale
-    real_seconds = generation_seconds(args.tasks, args.min_seconds, args.max_seconds, seed=args.seed)
+    real_seconds = _common.generation_seconds(args.tasks, args.min_seconds, args.max_seconds, seed=args.seed)
     poll_interval = args.poll_interval * scale
     max_poll_interval = (args.max_poll_interval or default_max_poll_interval(args.poll_interval)) * scale
     with tempfile.TemporaryDirectory(prefix="kling-bench-") as tmp:
         log_file = (Path(tmp) / "trigger-log.jsonl").open("wb")
-        configure_trigger_logging(log_file)
-        with SandboxProcess(api_key=API_KEY, log_level="warning", journal_limit=2_000_000) as sandbox:
-            os.environ["AIRFLOW_CONN_KLING_DEFAULT"] = connection_json(sandbox.url, max_polls_per_second=10_000)
+        _common.configure_trigger_logging(log_file)
+        with SandboxProcess(api_key=_common.API_KEY, log_level="warning", journal_limit=2_000_000) as sandbox:
+            os.environ["AIRFLOW_CONN_KLING_DEFAULT"] = _common.connection_json(sandbox.url, max_polls_per_second=10_000)
             scaled = [round(seconds * scale, 3) for seconds in real_seconds]
-            ids = asyncio.run(submit_tasks(sandbox.url, scaled + scaled))
+            ids = asyncio.run(_common.submit_tasks(sandbox.url, scaled + scaled))
             task_ids = {"eta-aware": ids[: args.tasks], "fixed": ids[args.tasks :]}
             end_time = time.time() + max(scaled) + 4 * max_poll_interval + 30
             started = time.time()
@@ -131,8 +119,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "detected": len(latencies),
             "polls": sum(counts),
             "polls_per_task": statistics.mean(counts),
-            "latency_p50": percentile(latencies, 0.50),
-            "latency_p95": percentile(latencies, 0.95),
+            "latency_p50": _common.percentile(latencies, 0.50),
+            "latency_p95": _common.percentile(latencies, 0.95),
             "latency_max": max(latencies, default=math.nan),
         }
         for index, (low, high) in enumerate(bands):
@@ -166,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--time-scale must be in (0, 1]")
 
     print(f"# Polling efficiency benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"Machine: {machine_description()}")
+    print(f"Machine: {_common.machine_description()}")
     print(
         f"{args.tasks} generations per schedule, {args.min_seconds:g}-{args.max_seconds:g} s (uniform, seed "
         f"{args.seed}); poll_interval {args.poll_interval:g} s; time scale {args.time_scale:g} "
@@ -180,23 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     figures = measure(args)
     bands = figures["bands"]
     columns = [
-        Column("schedule", "schedule"),
-        Column("detected", "detected", "{:,}"),
-        Column("polls", "polls", "{:,}"),
-        Column("polls/task", "polls_per_task", "{:.1f}"),
+        _common.Column("schedule", "schedule"),
+        _common.Column("detected", "detected", "{:,}"),
+        _common.Column("polls", "polls", "{:,}"),
+        _common.Column("polls/task", "polls_per_task", "{:.1f}"),
         *(
-            Column(f"polls/task {low:.0f}-{high:.0f} s", f"band_{index}", "{:.1f}")
+            _common.Column(f"polls/task {low:.0f}-{high:.0f} s", f"band_{index}", "{:.1f}")
             for index, (low, high) in enumerate(bands)
         ),
-        Column("latency p50 s", "latency_p50", "{:.1f}"),
-        Column("p95 s", "latency_p95", "{:.1f}"),
-        Column("max s", "latency_max", "{:.1f}"),
+        _common.Column("latency p50 s", "latency_p50", "{:.1f}"),
+        _common.Column("p95 s", "latency_p95", "{:.1f}"),
+        _common.Column("max s", "latency_max", "{:.1f}"),
     ]
     print(
         f"\n## Polls and detection latency (real seconds; eta-aware ceiling {figures['max_poll_interval']:g} s; "
         f"ran {figures['elapsed']:.0f} s)"
     )
-    print(markdown_table(columns, figures["rows"]))
+    print(_common.markdown_table(columns, figures["rows"]))
     eta, fixed = figures["rows"]
     share = eta["polls"] / fixed["polls"] if fixed["polls"] else math.nan
     latency_ok = eta["latency_p95"] <= fixed["latency_p95"]
@@ -205,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- polls: {share:.0%} of fixed ({'met' if share <= 0.6 else 'MISSED'}); p95 latency "
         f"{eta['latency_p95']:.1f} s vs {fixed['latency_p95']:.1f} s ({'met' if latency_ok else 'MISSED'})"
     )
-    write_json(args.json, {"args": vars(args), "machine": machine_description(), **figures, "share": share})
+    _common.write_json(
+        args.json, {"args": vars(args), "machine": _common.machine_description(), **figures, "share": share}
+    )
     return 0
 
 

@@ -47,19 +47,15 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +67,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from airflow_provider_kling.sandbox.process import SandboxProcess  # noqa: E402
+from benchmarks import _common  # noqa: E402
 from tools.airflow_stack import AirflowServerError, AirflowStack, AirflowStackError  # noqa: E402
 
 #: The only key the sandbox accepts (made up: nothing leaves 127.0.0.1).
@@ -441,18 +438,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 def results_table(results: Sequence[VariantResult]) -> str:
     """A Markdown table of the results (readable as plain text too)."""
-    lines = [
-        "| " + " | ".join(heading for heading, _, _ in COLUMNS) + " |",
-        "|" + "|".join(":---" if key == "variant" else "---:" for _, key, _ in COLUMNS) + "|",
-    ]
-    for result in results:
-        row = asdict(result) | {"load_1": result.load_average[0]}
-        cells = []
-        for _, key, fmt in COLUMNS:
-            value = row[key]
-            cells.append("-" if isinstance(value, float) and math.isnan(value) else fmt.format(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [asdict(result) | {"load_1": result.load_average[0]} for result in results]
+    return _common.markdown_table([_common.Column(*column) for column in COLUMNS], rows, left=("variant",))
 
 
 def machine_description() -> str:
@@ -527,13 +514,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds to wait for all N to defer; then the DAG is paused and the benchmark goes on with the "
         "generations deferred by then (reported as N); default: the whole --timeout",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--keep-logs",
-        type=Path,
-        default=None,
-        help="copy AIRFLOW_HOME and the sandbox log here (always; by default only on failure, to a temp dir)",
-    )
+    _common.add_output_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     variants = [variant.strip() for variant in args.variants.split(",") if variant.strip()]
@@ -552,34 +533,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: unwind, so everything started is stopped."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _temp_dir(prefix: str) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Boot the stack, run every variant, print the table; 0 when every variant was measured."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _common.on_sigterm)
     started = time.monotonic()
     total_timeout = args.timeout or (600 + 3 * args.n * len(args.variants))
     deadline = started + total_timeout
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+    log = _common.progress_logger(started, quiet=args.quiet)
 
     machine = machine_description()
     results: list[VariantResult] = []
@@ -587,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     boot_seconds = idle_rate = defer_seconds = math.nan
     idle_rss = 0
     idle_rss_by_process: dict[str, float] = {}
-    with _temp_dir("kling-real-triggerer-") as work:
+    with _common.temp_dir("kling-real-triggerer-") as work:
         dags = work / "dags"
         dags.mkdir()
         (dags / "real_triggerer_dags.py").write_text(
@@ -663,22 +624,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(result)
                 log(f"{variant}: {result.cpu_ms_per_poll:.3f} ms CPU per poll, RSS {result.rss_mib:.0f} MiB")
             api.call("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
-        except (Exception, KeyboardInterrupt, _Terminated) as exc:
+        except (Exception, KeyboardInterrupt, _common.Terminated) as exc:
             error = exc
         finally:
             failed = error is not None
             if api is not None:
                 api.close()
-            if stack is not None:
-                log("stopping the stack")
-                stack.stop()
-            sandbox.stop()
-            keep = args.keep_logs or (Path(tempfile.mkdtemp(prefix="kling-real-triggerer-failed-")) if failed else None)
-            if keep is not None and stack is not None:
-                stack.archive(keep / "airflow-home")
-                if sandbox.log_path.exists():
-                    shutil.copy(sandbox.log_path, keep / "sandbox.log")
-                print(f"logs kept in {keep}", file=sys.stderr, flush=True)  # even with --quiet
+            _common.stop_stack(
+                stack, sandbox, log=log, keep=args.keep_logs, failed=failed, prefix="kling-real-triggerer-failed-"
+            )
 
     elapsed = time.monotonic() - started
     by_variant = {result.variant: result for result in results}
@@ -693,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"machine: {machine}")
     print(
-        f"stack: Airflow {airflow_version()}, LocalExecutor, SQLite, parallelism {args.parallelism}; booted in "
+        f"stack: Airflow {_common.airflow_version()}, LocalExecutor, SQLite, parallelism {args.parallelism}; booted in "
         f"{boot_seconds:.1f} s; idle triggerer {idle_rate * 1000:.1f} ms CPU per second, RSS "
         f"{idle_rss / MIB:.0f} MiB"
     )
@@ -723,10 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ratio to-thread/kling (CPU per poll): {ratio:.2f}x")
     if not math.isnan(before_ratio):
         print(f"ratio kling-before/kling (CPU per poll): {before_ratio:.2f}x (before: {args.before_src})")
-    print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; benchmark took {elapsed:.0f} s")
-    if error is not None:
-        print()
-        print(f"ERROR: {type(error).__name__}: {textwrap.shorten(str(error), 2000)}")
+    _common.print_ending(elapsed, error)
 
     if args.json is not None:
         payload = {
@@ -744,20 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "error": None if error is None else f"{type(error).__name__}: {error}",
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    if isinstance(error, _Terminated):
-        return 128 + signal.SIGTERM
-    if isinstance(error, KeyboardInterrupt):
-        return 128 + signal.SIGINT
-    return 0 if error is None and len(results) == len(args.variants) else 1
-
-
-def airflow_version() -> str:
-    """The Airflow version the stack runs (from its package metadata: this process imports no Airflow)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    with contextlib.suppress(PackageNotFoundError):
-        return version("apache-airflow")
-    return "?"
+    return _common.exit_status(error, ok=error is None and len(results) == len(args.variants))
 
 
 if __name__ == "__main__":

@@ -47,18 +47,14 @@ import json
 import math
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
-import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +66,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from airflow_provider_kling.sandbox.process import SandboxProcess, peak_in_flight  # noqa: E402
+from benchmarks import _common  # noqa: E402
 from tools.airflow_stack import AirflowServerError, AirflowStack, AirflowStackError, cmdline  # noqa: E402
 
 #: The only key the sandbox accepts (made up: nothing leaves 127.0.0.1).
@@ -335,18 +332,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 def results_table(results: Sequence[ModeResult]) -> str:
     """A Markdown table of the results (readable as plain text too)."""
-    lines = [
-        "| " + " | ".join(heading for heading, _, _ in COLUMNS) + " |",
-        "|" + "|".join(":---" if key in ("mode", "state") else "---:" for _, key, _ in COLUMNS) + "|",
-    ]
-    for result in results:
-        row = asdict(result)
-        cells = []
-        for _, key, fmt in COLUMNS:
-            value = row[key]
-            cells.append("-" if isinstance(value, float) and math.isnan(value) else fmt.format(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [asdict(result) for result in results]
+    return _common.markdown_table([_common.Column(*column) for column in COLUMNS], rows, left=("mode", "state"))
 
 
 def machine_description() -> str:
@@ -362,15 +349,6 @@ def machine_description() -> str:
         f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}; load average at start {load}"
     )
-
-
-def airflow_version() -> str:
-    """The Airflow version the stack runs (from its package metadata: this process imports no Airflow)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    with contextlib.suppress(PackageNotFoundError):
-        return version("apache-airflow")
-    return "?"
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -404,13 +382,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="skip the warm-up run (a trivial task per slot) before the measured ones",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--keep-logs",
-        type=Path,
-        default=None,
-        help="copy AIRFLOW_HOME and the sandbox log here (always; by default only on failure, to a temp dir)",
-    )
+    _common.add_output_arguments(parser)
     parser.add_argument(
         "--trace", action="store_true", help="put the raw samples (workers, task states, sandbox tasks) in --json"
     )
@@ -432,42 +404,22 @@ def mode_timeout(mode: str, *, n: int, slots: int, generation: float) -> float:
     return generation + n * 30 / slots + 180
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: unwind, so everything started is stopped."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _temp_dir(prefix: str) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _common.on_sigterm)
     started = time.monotonic()
     budgets = {
         mode: mode_timeout(mode, n=args.n, slots=args.slots, generation=args.generation_seconds) for mode in args.modes
     }
     total_timeout = args.timeout or (300 + sum(budgets.values()))
     deadline = started + total_timeout
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+    log = _common.progress_logger(started, quiet=args.quiet)
 
     machine = machine_description()
     results: list[ModeResult] = []
     error: BaseException | None = None
     boot_seconds = warmup_seconds = math.nan
-    with _temp_dir("kling-worker-slots-") as work:
+    with _common.temp_dir("kling-worker-slots-") as work:
         dags = work / "dags"
         dags.mkdir()
         (dags / "worker_slots_dags.py").write_text(
@@ -511,22 +463,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 results.append(result)
                 log(f"{mode}: {result.state} in {result.wall_seconds:.1f} s, peak in flight {result.peak_in_flight}")
-        except (Exception, KeyboardInterrupt, _Terminated) as exc:
+        except (Exception, KeyboardInterrupt, _common.Terminated) as exc:
             error = exc
         finally:
             if sampler is not None:
                 sampler.stop()
             failed = error is not None or any(r.state != "success" for r in results)
-            if stack is not None:
-                log("stopping the stack")
-                stack.stop()
-            sandbox.stop()
-            keep = args.keep_logs or (Path(tempfile.mkdtemp(prefix="kling-worker-slots-failed-")) if failed else None)
-            if keep is not None and stack is not None:
-                stack.archive(keep / "airflow-home")
-                if sandbox.log_path.exists():
-                    shutil.copy(sandbox.log_path, keep / "sandbox.log")
-                print(f"logs kept in {keep}", file=sys.stderr, flush=True)  # even with --quiet
+            _common.stop_stack(
+                stack, sandbox, log=log, keep=args.keep_logs, failed=failed, prefix="kling-worker-slots-failed-"
+            )
 
     elapsed = time.monotonic() - started
     by_mode = {result.mode: result for result in results}
@@ -539,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"machine: {machine}")
     print(
-        f"stack: Airflow {airflow_version()}, LocalExecutor, SQLite, {args.slots} worker slots "
+        f"stack: Airflow {_common.airflow_version()}, LocalExecutor, SQLite, {args.slots} worker slots "
         f"(parallelism {args.slots}); booted in {boot_seconds:.1f} s; "
         + (f"warm-up run {warmup_seconds:.1f} s" if args.warmup else "no warm-up run")
     )
@@ -560,10 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"zero-overhead ceiling: ceil({args.n}/{args.slots}) = {ceiling}x "
         f"(synchronous {ceiling} x {args.generation_seconds:g} s, deferrable 1 x {args.generation_seconds:g} s)"
     )
-    print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; benchmark took {elapsed:.0f} s")
-    if error is not None:
-        print()
-        print(f"ERROR: {type(error).__name__}: {textwrap.shorten(str(error), 2000)}")
+    _common.print_ending(elapsed, error)
 
     if args.json is not None:
         payload = {
@@ -585,12 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "error": None if error is None else f"{type(error).__name__}: {error}",
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    if isinstance(error, _Terminated):
-        return 128 + signal.SIGTERM
-    if isinstance(error, KeyboardInterrupt):
-        return 128 + signal.SIGINT
-    ok = error is None and len(results) == len(args.modes) and all(r.state == "success" for r in results)
-    return 0 if ok else 1
+    return _common.exit_status(
+        error, ok=error is None and len(results) == len(args.modes) and all(r.state == "success" for r in results)
+    )
 
 
 if __name__ == "__main__":

@@ -56,22 +56,22 @@ def polls_in_flight(max_polls_per_second: float) -> int:
 #: How long an idle kept-alive connection stays open (httpx's default keep-alive expiry).
 KEEPALIVE_SECONDS = 5.0
 
-#: aiohttp's exceptions and the httpx exception httpcore raises for the same failure, most specific
-#: first. Only a failure to connect (refused, DNS, TLS handshake, connect or pool timeout) means the
-#: request was never sent; a dropped connection or a read timeout may come after the vendor got it.
-_AIOHTTP_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (asyncio.TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-    (aiohttp.ClientConnectionError, httpx.ReadError),
-    (aiohttp.ClientError, httpx.TransportError),
+#: Each httpx exception httpcore raises, and the aiohttp exceptions that mean the same failure; the
+#: most specific first. Only a failure to connect (refused, DNS, TLS handshake, connect or pool timeout)
+#: means the request was never sent; a dropped connection or a read timeout may come after the vendor
+#: got it.
+_AIOHTTP_ERRORS: tuple[tuple[tuple[type[BaseException], ...], type[httpx.TransportError]], ...] = (
+    ((aiohttp.ConnectionTimeoutError,), httpx.ConnectTimeout),
+    ((aiohttp.ServerTimeoutError, asyncio.TimeoutError), httpx.ReadTimeout),
+    ((aiohttp.ClientConnectorError,), httpx.ConnectError),
+    ((aiohttp.ClientHttpProxyError,), httpx.ProxyError),
+    ((aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError), httpx.UnsupportedProtocol),
+    (
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
+        httpx.RemoteProtocolError,
+    ),
+    ((aiohttp.ClientConnectionError,), httpx.ReadError),
+    ((aiohttp.ClientError,), httpx.TransportError),
 )
 
 
@@ -83,8 +83,8 @@ def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportEr
     exception itself. ``None`` when ``exc`` is not a transport failure.
     """
     cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None else exc
-    for aiohttp_type, httpx_type in _AIOHTTP_ERRORS:
-        if isinstance(cause, aiohttp_type):
+    for aiohttp_types, httpx_type in _AIOHTTP_ERRORS:
+        if isinstance(cause, aiohttp_types):
             return httpx_type(str(cause) or type(cause).__name__, request=request)
     if isinstance(exc, httpx.TransportError):
         return type(exc)(str(exc), request=request)

@@ -17,7 +17,7 @@ failed answer into an exception with :func:`error_from_response` and a transport
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tenacity import (
     AsyncRetrying,
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_INITIAL_WAIT",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_WAIT",
+    "PollBudget",
     "apoll_retrying",
     "error_from_response",
     "error_from_transport",
@@ -126,44 +127,38 @@ def _policy(
     }
 
 
-def poll_retrying(
-    *,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    deadline: float | None = None,
-    initial_wait: float = DEFAULT_INITIAL_WAIT,
-    max_wait: float = DEFAULT_MAX_WAIT,
-) -> Retrying:
+class PollBudget(TypedDict, total=False):
+    """How long a poll policy keeps trying; each key left out takes the ``DEFAULT_*`` value."""
+
+    #: Failures before giving up.
+    max_attempts: int
+    #: Epoch seconds past which no retry waits (:class:`KlingTimeoutError` instead); ``None``: none.
+    deadline: float | None
+    #: First backoff wait, seconds (also the jitter's range).
+    initial_wait: float
+    #: Longest backoff wait, seconds.
+    max_wait: float
+
+
+def _poll_policy(budget: PollBudget) -> dict[str, Any]:
+    """The policy of a read-only call: every :class:`KlingTransientError` is retried."""
+    return _policy(
+        (KlingTransientError,),
+        max_attempts=budget.get("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        deadline=budget.get("deadline"),
+        initial_wait=budget.get("initial_wait", DEFAULT_INITIAL_WAIT),
+        max_wait=budget.get("max_wait", DEFAULT_MAX_WAIT),
+    )
+
+
+def poll_retrying(**budget: Unpack[PollBudget]) -> Retrying:
     """Sync retry policy for read-only calls: every :class:`KlingTransientError` is retried."""
-    return Retrying(
-        sleep=clock.sleep,
-        **_policy(
-            (KlingTransientError,),
-            max_attempts=max_attempts,
-            deadline=deadline,
-            initial_wait=initial_wait,
-            max_wait=max_wait,
-        ),
-    )
+    return Retrying(sleep=clock.sleep, **_poll_policy(budget))
 
 
-def apoll_retrying(
-    *,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    deadline: float | None = None,
-    initial_wait: float = DEFAULT_INITIAL_WAIT,
-    max_wait: float = DEFAULT_MAX_WAIT,
-) -> AsyncRetrying:
+def apoll_retrying(**budget: Unpack[PollBudget]) -> AsyncRetrying:
     """Async twin of :func:`poll_retrying` (waits on the event loop)."""
-    return AsyncRetrying(
-        sleep=clock.asleep,
-        **_policy(
-            (KlingTransientError,),
-            max_attempts=max_attempts,
-            deadline=deadline,
-            initial_wait=initial_wait,
-            max_wait=max_wait,
-        ),
-    )
+    return AsyncRetrying(sleep=clock.asleep, **_poll_policy(budget))
 
 
 def submit_retrying(

@@ -282,6 +282,15 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "request"
 
 
+#: The rule of each pydantic error type whose wording needs neither the field nor the error's context.
+_RULES = {
+    "string_too_short": "must not be empty",
+    "too_short": "must not be empty",
+    "extra_forbidden": "is not a field of this endpoint",
+    "missing": "is required",
+}
+
+
 def _rule_text(item: Any) -> str:
     kind, ctx = item["type"], item.get("ctx") or {}
     field = str(item["loc"][-1]) if item["loc"] else ""
@@ -300,16 +309,10 @@ def _rule_text(item: Any) -> str:
         return "must be an object {prompt, duration} or a prompt string"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "too_short":
-        return "must not be empty"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
-    if kind == "extra_forbidden":
-        return "is not a field of this endpoint"
-    if kind == "missing":
-        return "is required"
+    if kind in _RULES:
+        return _RULES[kind]
     message = str(item["msg"])
     return message.removeprefix("Value error, ")
 

@@ -18,6 +18,7 @@ from airflow_provider_kling._compat import AIRFLOW_VERSION, DURABLE_EXECUTION_SU
 from airflow_provider_kling._completion import XCOM_KLING_TASK_ID, complete, event_result
 from airflow_provider_kling._request_rules import prepare_request
 from airflow_provider_kling._task_support import (
+    WaitOptions,
     check_output_target,
     defer_to_trigger,
     is_unresolved,
@@ -28,7 +29,16 @@ from airflow_provider_kling.exceptions import KlingError, KlingNotFoundError, Kl
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.lineage import KlingLineageMixin
 from airflow_provider_kling.links import XCOM_VIDEO_URL, KlingVideoLink
-from airflow_provider_kling.models import REQUEST_MODELS, KlingRequest, TaskResult, TaskStatus
+from airflow_provider_kling.models import (
+    REQUEST_MODELS,
+    ImageToVideoRequest,
+    KlingRequest,
+    MotionControlRequest,
+    ProTextToVideoRequest,
+    TaskResult,
+    TaskStatus,
+    TextToVideoRequest,
+)
 from airflow_provider_kling.models.images import encode_local_image, is_local_image
 from airflow_provider_kling.models.requests import check_resolved_fields
 from airflow_provider_kling.polling import (
@@ -130,10 +140,27 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
     ui_color = "#e8f0fe"
     external_id_key = XCOM_KLING_TASK_ID
 
+    #: The request bodies a typed subclass sends; they give its ``request_fields``, ``allowed_models``
+    #: and template fields (see ``__init_subclass__``).
+    request_models: ClassVar[tuple[type[KlingRequest], ...]] = ()
     #: Request fields the typed subclasses take as keyword arguments.
     request_fields: ClassVar[tuple[str, ...]] = ()
     #: Endpoints a typed subclass accepts (empty: any).
     allowed_models: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Derive a typed subclass's fields, endpoints and template fields from its ``request_models``.
+
+        The pydantic models say what each endpoint takes, so the operator's keyword arguments cannot
+        drift from them. A subclass that names no request models of its own keeps what it inherits.
+        """
+        super().__init_subclass__(**kwargs)
+        if "request_models" not in cls.__dict__:
+            return
+        cls.request_fields = tuple(dict.fromkeys(name for model in cls.request_models for name in model.model_fields))
+        cls.allowed_models = tuple(endpoint for model in cls.request_models for endpoint in model.endpoints)
+        if "template_fields" not in cls.__dict__:
+            cls.template_fields = (*KlingSubmitOperator.template_fields, *cls.request_fields)
 
     def __init__(
         self,
@@ -197,6 +224,17 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
             self._check_literal_request()
 
     # -- the request -----------------------------------------------------------------------------------
+
+    def _take_request_fields(self, arguments: Mapping[str, Any]) -> None:
+        """Keep each of :attr:`request_fields` from a typed subclass's ``__init__`` arguments, then check them.
+
+        The subclasses spell their arguments out (for users, and for Airflow's check of unknown
+        arguments) and hand over ``locals()``: the field list itself lives once, in ``request_fields``.
+        """
+        for name in self.request_fields:
+            value = arguments[name]
+            setattr(self, name, _local_path_as_uri(value) if name in _IMAGE_FIELDS else value)
+        self._check_literal_request()
 
     def request_values(self) -> dict[str, Any]:
         """The request body as given (templates rendered once running), ``None`` fields left out."""
@@ -383,22 +421,22 @@ class KlingSubmitOperator(KlingLineageMixin, ResumableJobMixin, BaseOperator):
                 kling_task_id=kling_task_id,
                 kling_conn_id=self.kling_conn_id,
                 timeout_seconds=self.timeout_seconds,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                submitted_at=self._submitted_at,
-                not_found_grace=self.not_found_grace,
-                progress_log_interval=self.progress_log_interval,
+                **self._wait_options(),
             )
         self._final_result = self.hook.wait_for_task(
-            kling_task_id,
+            kling_task_id, timeout=self.timeout_seconds, **self._wait_options()
+        )
+        return self._complete(context, self._final_result)
+
+    def _wait_options(self) -> WaitOptions:
+        """How to wait for the video: the same on the triggerer as on the worker."""
+        return WaitOptions(
             poll_interval=self.poll_interval,
-            timeout=self.timeout_seconds,
             max_poll_interval=self.max_poll_interval,
             submitted_at=self._submitted_at,
             not_found_grace=self.not_found_grace,
             progress_log_interval=self.progress_log_interval,
         )
-        return self._complete(context, self._final_result)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         """The return value: the result summary (or the bare id without ``wait_for_completion``)."""
@@ -454,27 +492,13 @@ class KlingTextToVideoOperator(KlingSubmitOperator):
             task_id="teaser",
             model="kling-v3.0-4k-t2v",
             prompt="{{ params.prompt }}",
-            duration=5,
+            negative_prompt="text, watermark",
+            cfg_scale=0.7,
             aspect_ratio="9:16",
-            sound=True,
         )
     """
 
-    request_fields: ClassVar[tuple[str, ...]] = (
-        "prompt",
-        "negative_prompt",
-        "duration",
-        "aspect_ratio",
-        "sound",
-        "cfg_scale",
-        "multi_prompt",
-    )
-    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
-    allowed_models: ClassVar[tuple[str, ...]] = (
-        "kling-v3.0-std-t2v",
-        "kling-v3.0-pro-t2v",
-        "kling-v3.0-4k-t2v",
-    )
+    request_models: ClassVar[tuple[type[KlingRequest], ...]] = (TextToVideoRequest, ProTextToVideoRequest)
 
     def __init__(
         self,
@@ -490,14 +514,7 @@ class KlingTextToVideoOperator(KlingSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, **kwargs)
-        self.prompt = prompt
-        self.negative_prompt = negative_prompt
-        self.duration = duration
-        self.aspect_ratio = aspect_ratio
-        self.sound = sound
-        self.cfg_scale = cfg_scale
-        self.multi_prompt = multi_prompt
-        self._check_literal_request()
+        self._take_request_fields(locals())
 
 
 class KlingImageToVideoOperator(KlingSubmitOperator):
@@ -521,22 +538,7 @@ class KlingImageToVideoOperator(KlingSubmitOperator):
         )
     """
 
-    request_fields: ClassVar[tuple[str, ...]] = (
-        "image",
-        "prompt",
-        "end_image",
-        "multi_prompt",
-        "negative_prompt",
-        "duration",
-        "sound",
-        "cfg_scale",
-    )
-    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
-    allowed_models: ClassVar[tuple[str, ...]] = (
-        "kling-v3.0-std-i2v",
-        "kling-v3.0-pro-i2v",
-        "kling-v3.0-4k-i2v",
-    )
+    request_models: ClassVar[tuple[type[KlingRequest], ...]] = (ImageToVideoRequest,)
 
     def __init__(
         self,
@@ -553,15 +555,7 @@ class KlingImageToVideoOperator(KlingSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, **kwargs)
-        self.image = _local_path_as_uri(image)
-        self.prompt = prompt
-        self.end_image = _local_path_as_uri(end_image)
-        self.multi_prompt = multi_prompt
-        self.negative_prompt = negative_prompt
-        self.duration = duration
-        self.sound = sound
-        self.cfg_scale = cfg_scale
-        self._check_literal_request()
+        self._take_request_fields(locals())
 
 
 class KlingMotionControlOperator(KlingSubmitOperator):
@@ -584,17 +578,7 @@ class KlingMotionControlOperator(KlingSubmitOperator):
         )
     """
 
-    request_fields: ClassVar[tuple[str, ...]] = (
-        "image",
-        "video",
-        "model_name",
-        "character_orientation",
-        "prompt",
-        "negative_prompt",
-        "keep_original_sound",
-    )
-    template_fields: Sequence[str] = (*KlingSubmitOperator.template_fields, *request_fields)
-    allowed_models: ClassVar[tuple[str, ...]] = ("kling-v3.0-motion-control",)
+    request_models: ClassVar[tuple[type[KlingRequest], ...]] = (MotionControlRequest,)
 
     def __init__(
         self,
@@ -610,14 +594,7 @@ class KlingMotionControlOperator(KlingSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, **kwargs)
-        self.image = _local_path_as_uri(image)
-        self.video = video
-        self.model_name = model_name
-        self.character_orientation = character_orientation
-        self.prompt = prompt
-        self.negative_prompt = negative_prompt
-        self.keep_original_sound = keep_original_sound
-        self._check_literal_request()
+        self._take_request_fields(locals())
 
 
 def _seconds(value: timedelta | float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from airflow_provider_kling.models import REQUEST_MODELS, format_validation_erro
 from airflow_provider_kling.sandbox.responses import error_response, html_502_response, json_response
 from airflow_provider_kling.sandbox.scenarios import ChaosDraw, MarkerError
 from airflow_provider_kling.sandbox.state import Sandbox
+from airflow_provider_kling.sandbox.store import JournalKind
 from airflow_provider_kling.sandbox.timeline import result_body
 
 log = logging.getLogger("kling.sandbox")
@@ -47,6 +49,37 @@ def _server_error(draw: ChaosDraw, *, submit: bool) -> Response | None:
     return None
 
 
+def _journal(
+    sandbox: Sandbox,
+    request: Request,
+    response: Response,
+    *,
+    kind: JournalKind,
+    model: str | None,
+    task_id: str | None,
+    note: str | None,
+) -> None:
+    """Put one answer of the vendor's endpoints in the journal (every answer lands there)."""
+    sandbox.store.record(
+        time=sandbox.clock(),
+        method=request.method,
+        path=request.scope["path"],
+        status=response.status_code,
+        kind=kind,
+        model=model,
+        task_id=task_id,
+        note=note,
+    )
+
+
+async def _pass_gateway(sandbox: Sandbox, step: Literal["submit", "poll"]) -> tuple[ChaosDraw, str | None]:
+    """Draw the gateway's chaos for one request and wait out its slowness: the draw and its journal note."""
+    draw = sandbox.chaos.draw(sandbox.scenario, step)
+    if draw.slow:
+        await sandbox.sleep(sandbox.scenario.slow_seconds)
+    return draw, _chaos_note(draw)
+
+
 def _chaos_note(draw: ChaosDraw) -> str | None:
     parts = ([f"chaos:{draw.error}"] if draw.error else []) + (["chaos:slow"] if draw.slow else [])
     return ",".join(parts) or None
@@ -56,29 +89,16 @@ def _chaos_note(draw: ChaosDraw) -> str | None:
 async def submit(model: str, request: Request) -> Response:
     """Validate a body exactly as the provider does, then create a task and answer its id."""
     sandbox: Sandbox = request.app.state.sandbox
-    path = request.scope["path"]
 
     def done(response: Response, *, task_id: str | None = None, note: str | None = None) -> Response:
-        sandbox.store.record(
-            time=sandbox.clock(),
-            method="POST",
-            path=path,
-            status=response.status_code,
-            kind="submit",
-            model=model,
-            task_id=task_id,
-            note=note,
-        )
+        _journal(sandbox, request, response, kind="submit", model=model, task_id=task_id, note=note)
         log.info("submit %s -> %s%s", model, response.status_code, f" task_id={task_id}" if task_id else "")
         return response
 
     denied = sandbox.auth_error(request.headers.get("authorization"))
     if denied is not None:
         return done(denied)
-    draw = sandbox.chaos.draw(sandbox.scenario, "submit")
-    note = _chaos_note(draw)
-    if draw.slow:
-        await sandbox.sleep(sandbox.scenario.slow_seconds)
+    draw, note = await _pass_gateway(sandbox, "submit")
     limited = _rate_limited(draw)
     if limited is not None:
         return done(limited, note=note)
@@ -125,25 +145,13 @@ async def task_result(request: Request) -> Response:
     model = task.model if task else None
 
     def done(response: Response, note: str | None = None) -> Response:
-        sandbox.store.record(
-            time=sandbox.clock(),
-            method="GET",
-            path=request.scope["path"],
-            status=response.status_code,
-            kind="poll",
-            model=model,
-            task_id=task_id,
-            note=note,
-        )
+        _journal(sandbox, request, response, kind="poll", model=model, task_id=task_id, note=note)
         return response
 
     denied = sandbox.auth_error(request.headers.get("authorization"))
     if denied is not None:
         return done(denied)
-    draw = sandbox.chaos.draw(sandbox.scenario, "poll")
-    note = _chaos_note(draw)
-    if draw.slow:
-        await sandbox.sleep(sandbox.scenario.slow_seconds)
+    draw, note = await _pass_gateway(sandbox, "poll")
     failure = _rate_limited(draw) or _server_error(draw, submit=False)
     if failure is not None:
         return done(failure, note)

@@ -15,7 +15,10 @@ import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+#: What a journaled request was: a submit, a poll, or a download of a video.
+JournalKind = Literal["submit", "poll", "media"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,11 @@ class JournalEntry:
     method: str
     path: str
     status: int
-    kind: str
-    model: str | None = None
-    task_id: str | None = None
-    note: str | None = None
+    kind: JournalKind
+    # No defaults: entries come from record() (which has them) or from a stored row, always whole.
+    model: str | None
+    task_id: str | None
+    note: str | None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form served at ``GET /sandbox/journal``."""
@@ -102,7 +106,7 @@ class MemoryStore:
         method: str,
         path: str,
         status: int,
-        kind: str,
+        kind: JournalKind,
         model: str | None = None,
         task_id: str | None = None,
         note: str | None = None,

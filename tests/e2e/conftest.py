@@ -26,6 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from airflow_provider_kling.sandbox.process import SandboxProcess  # noqa: E402
 from tools.airflow_stack import AirflowStack, StackFactory, make_stack  # noqa: E402
+from tools.moto_s3 import moto_server  # noqa: E402
 
 E2E_LOGS = REPO_ROOT / ".e2e-logs"
 SANDBOX_API_KEY = "sandbox-key"  # fake: the sandbox accepts only this one, which proves it is sent
@@ -87,6 +88,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
 
 def _connection(sandbox: SandboxProcess) -> str:
     return sandbox.airflow_connection(SANDBOX_API_KEY)
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server for a module (a thread of the test process, stopped at the module's end); its URL.
+
+    A stack's workers reach it over HTTP like any S3 endpoint: give them
+    :func:`tools.moto_s3.aws_connection` and :data:`tools.moto_s3.FAKE_CREDENTIALS`.
+    """
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ small install of that version runs (``tools.airflow_stack.make_stack``):
 * Airflow 2.11: webserver, scheduler (which parses the DAGs), triggerer; SequentialExecutor; SQLite;
   REST API v1 with basic auth.
 
-The DAG (``dags_compat/``) imports Airflow only through ``airflow.providers.common.compat.sdk``, so the
-same file parses on every version. Besides the run itself, the test checks the degradations that
+The DAG is the text-to-video example itself (``example_dags/example_kling_text_to_video.py``), its one
+Airflow import taken from ``airflow.providers.common.compat.sdk`` instead of ``airflow.sdk`` (which Airflow
+2.11 lacks), so the same file parses on every version. Besides the run itself, the test checks the degradations that
 ``docs/compatibility.md`` promises for that version: each one said once, in the log where it applies, and
 never on a version that has the feature.
 """
@@ -17,17 +18,19 @@ never on a version that has the feature.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from airflow_provider_kling.sandbox.process import SandboxProcess
-from tools.airflow_stack import AirflowStack, log_text
+from tools.airflow_stack import REPO_ROOT, AirflowStack, log_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.compat_e2e]
 
-COMPAT_DAGS = Path(__file__).parent / "dags_compat"
-DAG_ID = "compat_kling_deferrable"
+EXAMPLE = REPO_ROOT / "example_dags" / "example_kling_text_to_video.py"
+DAG_ID = "example_kling_text_to_video"
+#: The example's Airflow import, and the version-neutral one the test puts in its place.
+SDK_IMPORT = "from airflow.sdk import DAG, Param\n"
+COMPAT_IMPORT = "from airflow.providers.common.compat.sdk import DAG, Param\n"
 
 SUCCEED = "TASK_STATUS_SUCCEED"
 IN_FLIGHT = {"TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING"}
@@ -39,9 +42,13 @@ THREAD_LOOKUP_INFO = "Kling connections are read in a worker thread"
 
 
 @pytest.fixture(scope="module")
-def airflow_stack_options() -> dict[str, object]:
-    """The module's stack parses only the version-neutral DAG (and boots the stack of this Airflow)."""
-    return {"dags_folder": COMPAT_DAGS}
+def airflow_stack_options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The module's stack parses only the example, made version-neutral (and boots the stack of this Airflow)."""
+    source = EXAMPLE.read_text()
+    assert source.count(SDK_IMPORT) == 1, f"{EXAMPLE.name} no longer imports Airflow as this test expects"
+    dags = tmp_path_factory.mktemp("compat-dags")
+    (dags / EXAMPLE.name).write_text(source.replace(SDK_IMPORT, COMPAT_IMPORT))
+    return {"dags_folder": dags}
 
 
 def lines_with(text: str, needle: str) -> list[str]:

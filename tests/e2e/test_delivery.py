@@ -14,16 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from airflow_provider_kling.sandbox.media import task_id_of, video_for
 from airflow_provider_kling.sandbox.process import SandboxProcess
 from tools.airflow_stack import REPO_ROOT, TERMINAL_RUN_STATES, AirflowStack, RunResult, log_text
+from tools.moto_s3 import FAKE_CREDENTIALS, aws_connection, s3_client
 
 pytestmark = pytest.mark.e2e
 
@@ -55,34 +54,9 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    """moto's S3 server on a free port of 127.0.0.1 (a thread of this process, stopped at the end); its URL.
-
-    The stack's workers reach it over HTTP like any S3 endpoint.
-    """
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def s3(moto_s3: str) -> Any:
     """A boto3 S3 client on the moto server, with the bucket the DAGs write to."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="fake-key-id",
-        aws_secret_access_key="fake-secret",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return s3_client(moto_s3, bucket=BUCKET)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +67,11 @@ def airflow_stack_options(moto_s3: str, tmp_path_factory: pytest.TempPathFactory
     checks = Path(__file__).parent / "dags_delivery"
     for path in (examples / f"{PIPELINE}.py", examples / f"{PUBLISH}.py", *sorted(checks.glob("*.py"))):
         shutil.copy(path, dags / path.name)
-    aws_default = {"conn_type": "aws", "extra": {"endpoint_url": moto_s3, "region_name": "us-east-1"}}
     return {
         "dags_folder": dags,
-        "connections": {"aws_default": aws_default},
+        "connections": {"aws_default": aws_connection(moto_s3)},
         # Fake credentials for moto; the endpoint comes from the connection.
-        "env": {"AWS_ACCESS_KEY_ID": "fake-key-id", "AWS_SECRET_ACCESS_KEY": "fake-secret"},
+        "env": dict(FAKE_CREDENTIALS),
     }
 
 

@@ -16,8 +16,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +26,9 @@ import pytest
 
 from airflow_provider_kling.sandbox.media import task_id_of, video_for
 from airflow_provider_kling.sandbox.process import SandboxProcess, peak_in_flight
-from tools.airflow_stack import TERMINAL_RUN_STATES, RunResult, free_port
+from tools.airflow_stack import TERMINAL_RUN_STATES, RunResult
 from tools.distributed_stack import DistributedStack, RedisServer
+from tools.moto_s3 import FAKE_CREDENTIALS, aws_connection, s3_client
 from tools.secret_scan import files_under, hits
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster_e2e]
@@ -48,39 +47,6 @@ RUN_TIMEOUT = 900.0
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server on a free port of 127.0.0.1, stopped by its PID; yields its URL."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"moto server exited:\n{log.read_text()[-3000:]}"
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=2.0)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, f"moto not answering on {endpoint}"
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +76,18 @@ def airflow_stack(sandbox: SandboxProcess, moto_s3: str, limiter_store: RedisSer
         **kling,
         "extra": {"max_polls_per_second": RATE_LIMIT, "rate_limit_storage_uri": limiter_store.url(1)},
     }
-    aws = {"conn_type": "aws", "extra": {"endpoint_url": moto_s3, "region_name": "us-east-1"}}
     stack = DistributedStack(
         dags_folder=DAGS,
         workers=2,
         worker_concurrency=2,
         triggerer_health_check_threshold=HEALTH_CHECK_THRESHOLD,
         task_instance_heartbeat_timeout=30,
-        connections={"kling_default": json.dumps(kling), "kling_limited": json.dumps(limited), "aws_default": aws},
-        env={"AWS_ACCESS_KEY_ID": "fake-key-id", "AWS_SECRET_ACCESS_KEY": "fake-secret"},
+        connections={
+            "kling_default": json.dumps(kling),
+            "kling_limited": json.dumps(limited),
+            "aws_default": aws_connection(moto_s3),
+        },
+        env=dict(FAKE_CREDENTIALS),
     )
     with stack:
         yield stack
@@ -127,17 +96,7 @@ def airflow_stack(sandbox: SandboxProcess, moto_s3: str, limiter_store: RedisSer
 @pytest.fixture(scope="module")
 def s3(moto_s3: str) -> Any:
     """A boto3 client on moto, with the bucket the delivery DAG writes to."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        region_name="us-east-1",
-        aws_access_key_id="fake-key-id",
-        aws_secret_access_key="fake-secret",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return s3_client(moto_s3, bucket=BUCKET)
 
 
 _seeds = iter(range(1_000_000, 10**9, 10_000))

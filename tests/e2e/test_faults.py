@@ -186,6 +186,17 @@ def pushed_ids(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, coun
     return ids
 
 
+#: The waits DAG: mapped generations waited for on the triggerer (``deferred``) and on the worker
+#: (``synchronous``), their prompts given as the run's configuration.
+WAITS = "faults_waits"
+
+
+def trigger_waits(stack: AirflowStack, *, deferred: list[str], synchronous: list[str]) -> str:
+    """Trigger the waits DAG (once parsed) with these prompts on each path; the run's id."""
+    stack.wait_for_dag(WAITS)
+    return stack.trigger(WAITS, conf={"deferred": deferred, "synchronous": synchronous})
+
+
 def assert_run_succeeded(result: RunResult) -> None:
     failed = {key: states for key, states in result.states_seen.items() if states[-1:] != ["success"]}
     assert result.state == "success", f"run {result.run_id} {result.state}; task states: {failed}"
@@ -210,10 +221,9 @@ def test_a_new_triggerer_finishes_every_deferred_task_after_the_old_one_is_kille
     airflow_stack_factory: StackFactory, sandbox: SandboxProcess, vendor: Vendor
 ) -> None:
     stack = airflow_stack_factory(**stack_options(sandbox, **TRIGGERER_RESTART_ENV))
-    dag_id = "faults_waits"
-    stack.wait_for_dag(dag_id)
+    dag_id = WAITS
     prompts = [f"A harbour at dawn, shot {n} [sandbox:seconds=45]" for n in range(3)]
-    run_id = stack.trigger(dag_id, conf={"deferred": prompts, "synchronous": []})
+    run_id = trigger_waits(stack, deferred=prompts, synchronous=[])
 
     # Every task deferred, and every trigger has polled at least once from the first triggerer.
     def all_deferred_and_polled() -> list[str] | None:
@@ -312,13 +322,12 @@ VENDOR_OUTAGE_SECONDS = 20
 def test_polls_ride_out_the_vendor_being_down_for_20_seconds(
     airflow_stack: AirflowStack, sandbox: SandboxProcess, vendor: Vendor
 ) -> None:
-    dag_id = "faults_waits"
-    airflow_stack.wait_for_dag(dag_id)
-    conf = {
-        "deferred": [f"Fog over a valley, take {n} [sandbox:seconds=45]" for n in range(2)],
-        "synchronous": ["A windmill in a storm [sandbox:seconds=45]"],
-    }
-    run_id = airflow_stack.trigger(dag_id, conf=conf)
+    dag_id = WAITS
+    run_id = trigger_waits(
+        airflow_stack,
+        deferred=[f"Fog over a valley, take {n} [sandbox:seconds=45]" for n in range(2)],
+        synchronous=["A windmill in a storm [sandbox:seconds=45]"],
+    )
 
     def all_polled() -> list[str] | None:
         submitted = vendor.submitted()
@@ -358,15 +367,15 @@ CHAOS_SEED = 20261122
 def test_polls_ride_out_429_500_and_html_502_answers(
     airflow_stack: AirflowStack, sandbox: SandboxProcess, vendor: Vendor
 ) -> None:
-    dag_id = "faults_waits"
-    airflow_stack.wait_for_dag(dag_id)
-    conf = {
-        "deferred": [f"Neon rain in an alley, take {n} [sandbox:seconds=16]" for n in range(3)],
-        "synchronous": ["Neon rain in an alley, from the worker [sandbox:seconds=16]"],
-    }
+    dag_id = WAITS
     sandbox.configure(rate_429=0.1, rate_500=0.1, rate_502_html=0.1, chaos_scope="poll", seed=CHAOS_SEED)
     try:
-        result = airflow_stack.run(dag_id, conf=conf, timeout=240)
+        run_id = trigger_waits(
+            airflow_stack,
+            deferred=[f"Neon rain in an alley, take {n} [sandbox:seconds=16]" for n in range(3)],
+            synchronous=["Neon rain in an alley, from the worker [sandbox:seconds=16]"],
+        )
+        result = airflow_stack.wait_for_run(dag_id, run_id, timeout=240)
     finally:
         sandbox.reset_config()
 

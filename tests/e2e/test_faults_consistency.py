@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +30,10 @@ pytestmark = [
     pytest.mark.skipif(AIRFLOW < (3, 3), reason="the fault suite runs on Airflow 3.3+"),
 ]
 
+#: The rotation DAG lives in ``dags_consistency/``; the waits are the fault suite's own DAG, run here too.
 DAGS = Path(__file__).parent / "dags_consistency"
+WAITS_DAG_FILE = Path(__file__).parent / "dags_faults" / "faults_waits.py"
+WAITS = "faults_waits"
 #: Distinctive keys: the old one is refused after the rotation, the new one only accepted then.
 OLD_KEY = f"kling-e2e-old-{secrets.token_hex(12)}"
 NEW_KEY = f"kling-e2e-new-{secrets.token_hex(12)}"
@@ -46,13 +50,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
 
 
 @pytest.fixture(scope="module")
-def airflow_stack(sandbox: SandboxProcess) -> Iterator[AirflowStack]:
-    """This module's stack on ``dags_consistency/`` (named like the conftest's, which it replaces).
+def airflow_stack(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """This module's stack on ``dags_consistency/`` and the fault suite's waits DAG (named like the
+    conftest's, which it replaces).
 
     Booted with more slack than the shared one: on a loaded machine a stack can take minutes to start.
     """
+    dags = tmp_path_factory.mktemp("consistency-dags")
+    for path in (*sorted(DAGS.glob("*.py")), WAITS_DAG_FILE):
+        shutil.copy(path, dags / path.name)
     stack = AirflowStack(
-        dags_folder=DAGS,
+        dags_folder=dags,
         parallelism=2,
         connections={"kling_default": sandbox.airflow_connection(OLD_KEY)},
         # A task runner's call to the API server that times out fails the task: slack for a busy machine.
@@ -96,48 +104,55 @@ def run(stack: AirflowStack, dag_id: str, conf: dict[str, Any], timeout: float =
     return result
 
 
+def run_on_both_paths(stack: AirflowStack, sandbox: SandboxProcess, prompt: str) -> tuple[RunResult, list[str]]:
+    """Wait for ``prompt`` on the triggerer and on the worker: the run, and the submits the vendor accepted."""
+    since = last_seq(sandbox)
+    result = run(stack, WAITS, {"deferred": [prompt], "synchronous": [prompt]})
+    return result, submitted(sandbox, since)
+
+
+def each_path(stack: AirflowStack, result: RunResult) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Per path (deferred, then synchronous), once it is checked to have succeeded in one try: the Kling
+    task id it waited for, and its return value."""
+    for task_id in ("deferred", "synchronous"):
+        (index,) = assert_succeeded_in_one_try(stack, result, WAITS, task_id)
+        kling_task_id = stack.xcom(WAITS, result.run_id, task_id, "kling_task_id", index)
+        yield kling_task_id, stack.xcom(WAITS, result.run_id, task_id, "return_value", index)
+
+
 # ---------------------------------------------------------------------------------------------- faults
 
 
 def test_a_new_task_not_found_for_its_first_polls_is_waited_out_on_both_paths(
     airflow_stack: AirflowStack, sandbox: SandboxProcess
 ) -> None:
-    since = last_seq(sandbox)
     prompt = "a fox in snow [sandbox:not_found=2] [sandbox:seconds=6]"
 
-    result = run(airflow_stack, "consistency_waits", {"deferred": [prompt], "synchronous": [prompt]})
+    result, ids = run_on_both_paths(airflow_stack, sandbox, prompt)
 
-    ids = submitted(sandbox, since)
     assert len(ids) == 2  # one per path: nothing paid twice
-    for task_id in ("deferred", "synchronous"):
-        (index,) = assert_succeeded_in_one_try(airflow_stack, result, "consistency_waits", task_id)
-        kling_task_id = airflow_stack.xcom("consistency_waits", result.run_id, task_id, "kling_task_id", index)
+    for kling_task_id, summary in each_path(airflow_stack, result):
         answers = [entry["status"] for entry in polls(sandbox, kling_task_id)]
         assert answers[:3] == [404, 404, 200], answers
-        summary = airflow_stack.xcom("consistency_waits", result.run_id, task_id, "return_value", index)
         assert summary["videos"][0]["url"]
-    deferred_id = airflow_stack.xcom("consistency_waits", result.run_id, "deferred", "kling_task_id", 0)
-    trigger_text = log_text(airflow_stack.trigger_log("consistency_waits", result.run_id, "deferred", 0))
+    deferred_id = airflow_stack.xcom(WAITS, result.run_id, "deferred", "kling_task_id", 0)
+    trigger_text = log_text(airflow_stack.trigger_log(WAITS, result.run_id, "deferred", 0))
     assert trigger_text.count(f"Kling task {deferred_id} is not visible yet") == 1  # logged once, as such
-    sync_text = log_text(airflow_stack.task_log("consistency_waits", result.run_id, "synchronous", 0))
+    sync_text = log_text(airflow_stack.task_log(WAITS, result.run_id, "synchronous", 0))
     assert sync_text.count("is not visible yet") == 1
 
 
 def test_a_success_without_a_video_on_the_first_poll_is_polled_again(
     airflow_stack: AirflowStack, sandbox: SandboxProcess
 ) -> None:
-    since = last_seq(sandbox)
-    prompt = "a fox in snow [sandbox:empty_success=1] [sandbox:seconds=3]"
+    result, ids = run_on_both_paths(
+        airflow_stack, sandbox, "a fox in snow [sandbox:empty_success=1] [sandbox:seconds=3]"
+    )
 
-    result = run(airflow_stack, "consistency_waits", {"deferred": [prompt], "synchronous": [prompt]})
-
-    assert len(submitted(sandbox, since)) == 2
-    for task_id in ("deferred", "synchronous"):
-        (index,) = assert_succeeded_in_one_try(airflow_stack, result, "consistency_waits", task_id)
-        kling_task_id = airflow_stack.xcom("consistency_waits", result.run_id, task_id, "kling_task_id", index)
+    assert len(ids) == 2
+    for kling_task_id, summary in each_path(airflow_stack, result):
         notes = [entry.get("note") for entry in polls(sandbox, kling_task_id)]
         assert notes.count("empty_success") == 1, notes
-        summary = airflow_stack.xcom("consistency_waits", result.run_id, task_id, "return_value", index)
         assert summary["videos"][0]["url"]
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
 import time
@@ -84,6 +85,35 @@ def mock_api() -> Iterator[respx.MockRouter]:
         yield router
 
 
+#: The example answer of the vendor's reference page, verbatim in shape: every
+#: :func:`task_result` is a copy of it with its own values.
+DOCUMENTED_ANSWER = {
+    "task": {
+        "task_id": "kt-1",
+        "task_type": "KLING_V3_VIDEO",
+        "status": "TASK_STATUS_PROCESSING",
+        "reason": "",
+        "eta": 42,
+        "progress_percent": 35,
+    },
+    "extra": {
+        "seed": "158881667",
+        "enable_nsfw_detection": False,
+        "debug_info": {
+            "request_info": "",
+            "submit_time_ms": "1731000000000",
+            "execute_time_ms": "",
+            "complete_time_ms": "",
+        },
+    },
+    "videos": [
+        {"video_url": "https://cdn.example.com/v.mp4?X-Amz-Sig=1", "video_url_ttl": "3600", "video_type": "mp4"}
+    ],
+    "images": [],
+    "audios": [],
+}
+
+
 def task_result(
     status: str = PROCESSING,
     *,
@@ -99,28 +129,28 @@ def task_result(
             # Only the documented keys: the tests of extra keys (nsfw_detection_result) add them themselves.
             [{"video_url": VIDEO_URL, "video_url_ttl": "3600", "video_type": "mp4"}] if status == SUCCEED else []
         )
+    body = copy.deepcopy(DOCUMENTED_ANSWER)
+    body["task"].update(task_id=kling_task_id, status=status, reason=reason, eta=eta, progress_percent=progress)
+    body["extra"]["debug_info"].update(
+        execute_time_ms="1731000001000" if status != QUEUED else "",
+        complete_time_ms="1731000090000" if status in (SUCCEED, FAILED) else "",
+    )
+    body["videos"] = videos
+    return body
+
+
+def result_summary(model: str) -> dict[str, Any]:
+    """The summary an operator returns for the succeeded :func:`task_result` of ``model``."""
     return {
-        "task": {
-            "task_id": kling_task_id,
-            "task_type": "KLING_V3_VIDEO",
-            "status": status,
-            "reason": reason,
-            "eta": eta,
-            "progress_percent": progress,
-        },
-        "extra": {
-            "seed": "158881667",
-            "enable_nsfw_detection": False,
-            "debug_info": {
-                "request_info": "",
-                "submit_time_ms": "1731000000000",
-                "execute_time_ms": "1731000001000" if status != QUEUED else "",
-                "complete_time_ms": "1731000090000" if status in (SUCCEED, FAILED) else "",
-            },
-        },
-        "videos": videos,
-        "images": [],
-        "audios": [],
+        "kling_task_id": KLING_TASK_ID,
+        "model": model,
+        "status": SUCCEED,
+        "reason": None,
+        "videos": [{"url": VIDEO_URL, "ttl": 3600, "type": "mp4"}],
+        "seed": 158881667,
+        "submit_time_ms": 1731000000000,
+        "execute_time_ms": 1731000001000,
+        "complete_time_ms": 1731000090000,
     }
 
 
@@ -249,3 +279,17 @@ def draw_image(width: int = 640, height: int = 360, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, (width, height), color=1 if mode == "P" else (200, 80, 40)).save(buffer, fmt)
     return buffer.getvalue()
+
+
+async def polls_after(client: Any, clock: Any, task_id: str, *steps: float) -> list[dict[str, Any]]:
+    """Advance the sandbox's ``clock`` by each of ``steps`` in turn and poll ``task_id`` after each.
+
+    The sandbox's Task Result answers (each a 200) at those moments, for the tests of a task's life.
+    """
+    answers = []
+    for step in steps:
+        clock.advance(step)
+        response = await client.get("/v3/async/task-result", params={"task_id": task_id})
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    return answers

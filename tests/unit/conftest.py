@@ -7,6 +7,8 @@
   submit route for the standard text-to-video model. ``kling_base_url`` and ``kling_api_key`` are that
   connection's URL and key.
 * ``fake_clock`` (short: ``clock``) is the provider's clock for the test: nothing sleeps for real.
+* ``sandbox_clock`` is the sandbox's own controllable clock (a task ages only when a test advances it),
+  and ``sandbox_app(**settings)`` builds a sandbox app on it.
 * ``make_image`` draws a real JPEG/PNG/GIF/WebP in memory with Pillow.
 * ``result_body`` builds a Task Result answer the way the vendor sends it (numbers as strings).
 * ``close_shared_clients`` closes the async hook's shared clients at the end of an async test.
@@ -15,8 +17,8 @@
 * ``_metadata_db`` (session, automatic) creates the SQLite metadata database of the Airflow versions
   that need one (see ``tests/conftest.py``).
 
-A module that needs a different route or clock defines a fixture of the same name (the sandbox tests'
-``clock`` is the sandbox's own).
+A module that needs a different route or clock defines a fixture of the same name (such as a
+``sandbox_clock`` that starts at a given time).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import _fakes
 import pytest
 import respx
 from _fakes import FakeClock
+
+from airflow_provider_kling.sandbox import SandboxSettings, create_app
+from airflow_provider_kling.sandbox.testing import FakeClock as SandboxClock
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,6 +122,25 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 def clock(fake_clock: FakeClock) -> FakeClock:
     """``fake_clock`` under the short name the operator, sensor and trigger tests use."""
     return fake_clock
+
+
+@pytest.fixture
+def sandbox_clock() -> SandboxClock:
+    """The sandbox's own clock, apart from the provider's ``fake_clock``: it moves only when advanced."""
+    return SandboxClock()
+
+
+SandboxAppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def sandbox_app(sandbox_clock: SandboxClock) -> SandboxAppFactory:
+    """``sandbox_app(**settings)``: a sandbox app with those ``SandboxSettings``, on ``sandbox_clock``."""
+
+    def make(**settings: Any) -> Any:
+        return create_app(SandboxSettings(**settings), clock=sandbox_clock)
+
+    return make
 
 
 ImageFactory = Callable[..., bytes]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import _fakes
 import pytest
 from _fakes import FAILED, PROCESSING, QUEUED, SUCCEED, VIDEO_URL, make_context, mock_api, task_event, task_result
 from airflow.providers.common.compat.sdk import AirflowFailException
@@ -57,17 +58,7 @@ def test_the_xcom_key_of_the_kling_task_id_is_kling_task_id():
 def test_a_succeeded_result_becomes_a_small_json_summary():
     summary = result_or_raise(parsed(SUCCEED), model=MODEL)
 
-    assert summary == {
-        "kling_task_id": KLING_TASK_ID,
-        "model": MODEL,
-        "status": SUCCEED,
-        "reason": None,
-        "videos": [{"url": VIDEO_URL, "ttl": 3600, "type": "mp4"}],
-        "seed": 158881667,
-        "submit_time_ms": 1731000000000,
-        "execute_time_ms": 1731000001000,
-        "complete_time_ms": 1731000090000,
-    }
+    assert summary == _fakes.result_summary(MODEL)
     assert json.loads(json.dumps(summary)) == summary
 
 

@@ -254,6 +254,13 @@ def operator(**kwargs: Any) -> KlingTextToVideoOperator:
     return KlingTextToVideoOperator(task_id="generate", prompt="a fox in snow", **kwargs)
 
 
+def retry_context(*, submitted_at: float) -> dict[str, Any]:
+    """The context of a retry whose earlier try stored ``KLING_TASK_ID``, submitted at ``submitted_at``."""
+    submitted = pendulum.from_timestamp(submitted_at, tz="UTC").isoformat()
+    submission = {"kling_task_id": KLING_TASK_ID, "submitted_at": submitted}
+    return make_context({"kling_task_id": KLING_TASK_ID, STATE_SUBMISSION: submission})
+
+
 @pytest.mark.skipif(not DURABLE_EXECUTION_SUPPORTED, reason="the task state store is Airflow 3.3+'s")
 def test_the_submit_time_is_stored_with_the_id_and_travels_to_the_trigger(clock, submit_route):
     context = make_context()
@@ -272,10 +279,7 @@ def test_a_retry_within_the_window_reattaches_to_a_task_not_visible_yet_instead_
     clock, submit_route, result_route
 ):
     result_route.side_effect = [not_found()]
-    submitted = pendulum.from_timestamp(clock.now - 30, tz="UTC").isoformat()
-    context = make_context(
-        {"kling_task_id": KLING_TASK_ID, STATE_SUBMISSION: {"kling_task_id": KLING_TASK_ID, "submitted_at": submitted}}
-    )
+    context = retry_context(submitted_at=clock.now - 30)
 
     with pytest.raises(TaskDeferred) as info:
         operator().execute(context)
@@ -288,10 +292,7 @@ def test_a_retry_within_the_window_reattaches_to_a_task_not_visible_yet_instead_
 def test_a_retry_after_the_window_counts_a_task_not_found_as_gone(clock, api, result_route):
     api.post(submit_path(MODEL)).respond(200, json={"task_id": "kt-new"})
     result_route.side_effect = [not_found()]
-    submitted = pendulum.from_timestamp(clock.now - 600, tz="UTC").isoformat()
-    context = make_context(
-        {"kling_task_id": KLING_TASK_ID, STATE_SUBMISSION: {"kling_task_id": KLING_TASK_ID, "submitted_at": submitted}}
-    )
+    context = retry_context(submitted_at=clock.now - 600)
 
     with pytest.raises(TaskDeferred) as info:
         operator().execute(context)

@@ -48,6 +48,19 @@ def never_refresh() -> TaskResult:
     raise AssertionError("the URL was not expired: no refresh expected")
 
 
+def complete_to(ti: FakeTI, output_path: str, **options: Any) -> dict[str, Any]:
+    """Complete a succeeded generation of ``{CDN}/v1.mp4`` into ``output_path``: the summary it returns."""
+    return complete(
+        {"ti": ti},
+        result_with(f"{CDN}/v1.mp4"),
+        model="kling-v3.0-std-t2v",
+        output_path=output_path,
+        request={"prompt": "a fox"},
+        refresh=never_refresh,
+        **options,
+    )
+
+
 @pytest.fixture
 def cdn():
     with respx.mock(base_url=CDN, assert_all_called=False) as router:
@@ -384,14 +397,7 @@ def test_completing_with_an_output_path_adds_stored_and_points_the_link_at_the_v
     cdn.get("/v1.mp4").respond(200, content=VIDEO)
     ti = FakeTI()
 
-    summary = complete(
-        {"ti": ti},
-        result_with(f"{CDN}/v1.mp4"),
-        model="kling-v3.0-std-t2v",
-        output_path=f"file://{tmp_path}/c.mp4",
-        request={"prompt": "a fox"},
-        refresh=never_refresh,
-    )
+    summary = complete_to(ti, f"file://{tmp_path}/c.mp4")
 
     assert summary["stored"][0]["uri"] == f"file://{tmp_path}/c.mp4"
     assert ti.xcoms[XCOM_VIDEO_URL] == f"{CDN}/v1.mp4"  # a file:// copy is not web-reachable

@@ -13,18 +13,7 @@ import httpx
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_kling.exceptions import (
-    KlingAuthError,
-    KlingContentPolicyError,
-    KlingError,
-    KlingNotFoundError,
-    KlingRateLimitError,
-    KlingRequestError,
-    KlingSubmitUncertainError,
-    KlingTimeoutError,
-    KlingTransientError,
-    KlingValidationError,
-)
+from airflow_provider_kling import exceptions
 from airflow_provider_kling.hooks.kling import KlingHook
 from airflow_provider_kling.models import TaskStatus, TextToVideoRequest
 
@@ -104,7 +93,7 @@ def test_get_task_result_sends_the_key_the_content_type_and_the_task_id(hook, re
 def test_submit_refuses_an_invalid_body_before_any_request(hook, kling_api):
     catch_all = kling_api.route().respond(200, json={"task_id": "kt-1"})
 
-    with pytest.raises(KlingValidationError, match=r"duration=16: must be between 3 and 15 seconds"):
+    with pytest.raises(exceptions.KlingValidationError, match=r"duration=16: must be between 3 and 15 seconds"):
         hook.submit(MODEL, {"prompt": "a red fox", "duration": 16})
 
     assert catch_all.call_count == 0
@@ -124,7 +113,9 @@ def test_submit_sends_a_raw_payload_for_an_unknown_but_well_formed_model_unvalid
 def test_submit_refuses_a_model_name_that_is_not_an_endpoint_name(hook, kling_api, model):
     catch_all = kling_api.route().respond(200, json={"task_id": "kt-1"})
 
-    with pytest.raises(KlingValidationError, match=r"must be a Kling endpoint name such as kling-v3.0-std-t2v"):
+    with pytest.raises(
+        exceptions.KlingValidationError, match=r"must be a Kling endpoint name such as kling-v3.0-std-t2v"
+    ):
         hook.submit(model, BODY)
 
     assert catch_all.call_count == 0
@@ -133,7 +124,7 @@ def test_submit_refuses_a_model_name_that_is_not_an_endpoint_name(hook, kling_ap
 def test_submit_refuses_a_typed_request_for_an_unknown_model(hook, kling_api):
     catch_all = kling_api.route().respond(200, json={"task_id": "kt-1"})
 
-    with pytest.raises(KlingValidationError, match=r"model='kling-v3.1-std-t2v': unknown Kling model"):
+    with pytest.raises(exceptions.KlingValidationError, match=r"model='kling-v3.1-std-t2v': unknown Kling model"):
         hook.submit("kling-v3.1-std-t2v", TextToVideoRequest(prompt="a red fox"))
 
     assert catch_all.call_count == 0
@@ -145,7 +136,7 @@ def test_submit_refuses_a_typed_request_for_an_unknown_model(hook, kling_api):
 def test_a_400_invalid_request_body_raises_a_request_error_with_reason_and_message(hook, submit_route):
     submit_route.respond(400, json={"code": 400, "reason": "INVALID_REQUEST_BODY", "message": "duration invalid"})
 
-    with pytest.raises(KlingRequestError) as caught:
+    with pytest.raises(exceptions.KlingRequestError) as caught:
         hook.submit(MODEL, BODY)
 
     assert (caught.value.http_status, caught.value.reason) == (400, "INVALID_REQUEST_BODY")
@@ -160,7 +151,7 @@ def test_a_400_invalid_request_body_raises_a_request_error_with_reason_and_messa
 def test_a_refused_key_raises_an_auth_error_at_once(hook, submit_route, status, reason):
     submit_route.mock(return_value=error(status, reason, "key refused"))
 
-    with pytest.raises(KlingAuthError) as caught:
+    with pytest.raises(exceptions.KlingAuthError) as caught:
         hook.submit(MODEL, BODY)
 
     assert (caught.value.http_status, caught.value.reason) == (status, reason)
@@ -170,7 +161,7 @@ def test_a_refused_key_raises_an_auth_error_at_once(hook, submit_route, status, 
 def test_a_404_api_not_found_raises_not_found(hook, submit_route):
     submit_route.mock(return_value=error(404, "API_NOT_FOUND", "no such API"))
 
-    with pytest.raises(KlingNotFoundError, match=r"no such API \[HTTP 404, API_NOT_FOUND\]"):
+    with pytest.raises(exceptions.KlingNotFoundError, match=r"no such API \[HTTP 404, API_NOT_FOUND\]"):
         hook.submit(MODEL, BODY)
 
 
@@ -178,7 +169,7 @@ def test_a_404_api_not_found_raises_not_found(hook, submit_route):
 def test_a_content_policy_refusal_at_submit_fails_without_retry(hook, submit_route, reason):
     submit_route.mock(return_value=error(400, reason, "refused by moderation"))
 
-    with pytest.raises(KlingContentPolicyError) as caught:
+    with pytest.raises(exceptions.KlingContentPolicyError) as caught:
         hook.submit(MODEL, BODY)
 
     assert isinstance(caught.value, AirflowFailException)
@@ -192,7 +183,7 @@ def test_a_content_policy_refusal_at_submit_fails_without_retry(hook, submit_rou
 def test_other_documented_400_reasons_are_request_errors_not_retried(hook, submit_route, reason):
     submit_route.mock(return_value=error(400, reason, "refused"))
 
-    with pytest.raises(KlingRequestError, match=reason):
+    with pytest.raises(exceptions.KlingRequestError, match=reason):
         hook.submit(MODEL, BODY)
 
     assert submit_route.call_count == 1
@@ -247,10 +238,10 @@ def test_submit_on_429_without_retry_after_backs_off_with_jitter(hook, submit_ro
 def test_submit_gives_up_on_sustained_429_with_a_rate_limit_error_not_an_uncertain_one(kling_conn, submit_route):
     submit_route.mock(return_value=error(429, "RATE_LIMIT_EXCEEDED", "too many requests"))
 
-    with KlingHook(max_attempts=3) as hook, pytest.raises(KlingRateLimitError) as caught:
+    with KlingHook(max_attempts=3) as hook, pytest.raises(exceptions.KlingRateLimitError) as caught:
         hook.submit(MODEL, BODY)
 
-    assert not isinstance(caught.value, KlingSubmitUncertainError)
+    assert not isinstance(caught.value, exceptions.KlingSubmitUncertainError)
     assert submit_route.call_count == 3
 
 
@@ -258,7 +249,7 @@ def test_submit_gives_up_on_sustained_429_with_a_rate_limit_error_not_an_uncerta
 def test_submit_is_not_retried_after_a_5xx_because_a_task_may_exist(hook, submit_route, status):
     submit_route.mock(return_value=error(status, "CREATE_TASK_FAILED", "internal error"))
 
-    with pytest.raises(KlingSubmitUncertainError) as caught:
+    with pytest.raises(exceptions.KlingSubmitUncertainError) as caught:
         hook.submit(MODEL, BODY)
 
     assert submit_route.call_count == 1
@@ -272,7 +263,7 @@ def test_submit_is_not_retried_after_a_5xx_because_a_task_may_exist(hook, submit
 def test_submit_is_not_retried_after_an_html_502_from_a_proxy(hook, submit_route):
     submit_route.respond(502, text=HTML_502, headers={"Content-Type": "text/html"})
 
-    with pytest.raises(KlingSubmitUncertainError) as caught:
+    with pytest.raises(exceptions.KlingSubmitUncertainError) as caught:
         hook.submit(MODEL, BODY)
 
     assert submit_route.call_count == 1
@@ -283,7 +274,7 @@ def test_submit_is_not_retried_after_an_html_502_from_a_proxy(hook, submit_route
 def test_submit_is_not_retried_after_a_read_timeout(hook, submit_route):
     submit_route.mock(side_effect=httpx.ReadTimeout("timed out"))
 
-    with pytest.raises(KlingSubmitUncertainError, match=r"ReadTimeout"):
+    with pytest.raises(exceptions.KlingSubmitUncertainError, match=r"ReadTimeout"):
         hook.submit(MODEL, BODY)
 
     assert submit_route.call_count == 1
@@ -302,7 +293,7 @@ def test_submit_is_not_retried_after_a_read_timeout(hook, submit_route):
 def test_a_2xx_submit_answer_without_a_task_id_is_uncertain(hook, submit_route, answer):
     submit_route.mock(return_value=answer)
 
-    with pytest.raises(KlingSubmitUncertainError, match=r"unexpected submit answer"):
+    with pytest.raises(exceptions.KlingSubmitUncertainError, match=r"unexpected submit answer"):
         hook.submit(MODEL, BODY)
 
     assert submit_route.call_count == 1
@@ -357,7 +348,7 @@ def test_get_task_result_backs_off_exponentially_between_retries(hook, result_ro
 def test_get_task_result_gives_up_after_the_failure_budget_with_a_transient_error(kling_conn, result_route):
     result_route.mock(return_value=error(503, "GET_RESULT_FAILED", "busy"))
 
-    with KlingHook(max_attempts=3) as hook, pytest.raises(KlingTransientError) as caught:
+    with KlingHook(max_attempts=3) as hook, pytest.raises(exceptions.KlingTransientError) as caught:
         hook.get_task_result("kt-1")
 
     assert result_route.call_count == 3
@@ -369,7 +360,7 @@ def test_get_task_result_stops_retrying_at_the_deadline(kling_conn, result_route
     result_route.mock(return_value=error(500, "GET_RESULT_FAILED", "internal"))
     deadline = fake_clock.now + 5
 
-    with KlingHook(max_attempts=100) as hook, pytest.raises(KlingTimeoutError) as caught:
+    with KlingHook(max_attempts=100) as hook, pytest.raises(exceptions.KlingTimeoutError) as caught:
         hook.get_task_result("kt-1", deadline=deadline)
 
     assert result_route.call_count < 5
@@ -402,7 +393,10 @@ def test_an_unreadable_200_answer_is_retried(hook, result_route, result_body):
 def test_an_unreadable_answer_that_persists_raises_a_transient_error_saying_so(kling_conn, result_route):
     result_route.respond(200, json={"tasks": []})
 
-    with KlingHook(max_attempts=2) as hook, pytest.raises(KlingTransientError, match=r"unreadable Task Result answer"):
+    with (
+        KlingHook(max_attempts=2) as hook,
+        pytest.raises(exceptions.KlingTransientError, match=r"unreadable Task Result answer"),
+    ):
         hook.get_task_result("kt-1")
 
 
@@ -411,7 +405,7 @@ def test_the_nested_error_body_shape_is_surfaced(hook, result_route):
         400, json={"error": {"message": "task_id is malformed", "code": 400, "type": "INVALID_REQUEST_BODY"}}
     )
 
-    with pytest.raises(KlingRequestError) as caught:
+    with pytest.raises(exceptions.KlingRequestError) as caught:
         hook.get_task_result("kt-1")
 
     assert caught.value.reason == "INVALID_REQUEST_BODY"
@@ -421,14 +415,14 @@ def test_the_nested_error_body_shape_is_surfaced(hook, result_route):
 def test_a_plain_text_error_body_is_surfaced(hook, result_route):
     result_route.respond(403, text="Forbidden: account suspended")
 
-    with pytest.raises(KlingAuthError, match=r"answered HTTP 403: Forbidden: account suspended"):
+    with pytest.raises(exceptions.KlingAuthError, match=r"answered HTTP 403: Forbidden: account suspended"):
         hook.get_task_result("kt-1")
 
 
 def test_a_permanent_4xx_on_a_poll_is_not_retried(hook, result_route):
     result_route.mock(return_value=error(400, "INVALID_REQUEST_BODY", "bad"))
 
-    with pytest.raises(KlingRequestError):
+    with pytest.raises(exceptions.KlingRequestError):
         hook.get_task_result("kt-1")
 
     assert result_route.call_count == 1
@@ -437,7 +431,7 @@ def test_a_permanent_4xx_on_a_poll_is_not_retried(hook, result_route):
 def test_an_unknown_task_raises_not_found_with_the_task_id(hook, result_route):
     result_route.mock(return_value=error(404, "TASK_NOT_FOUND", "task not found"))
 
-    with pytest.raises(KlingNotFoundError) as caught:
+    with pytest.raises(exceptions.KlingNotFoundError) as caught:
         hook.get_task_result("kt-1")
 
     assert str(caught.value) == (
@@ -476,7 +470,9 @@ def test_wait_for_task_returns_a_failed_generation_for_the_caller_to_judge(hook,
 def test_wait_for_task_raises_on_an_undocumented_status_never_taking_it_for_success(hook, result_route, result_body):
     result_route.mock(side_effect=answers(result_body("TASK_STATUS_DONE")))
 
-    with pytest.raises(KlingError, match=r"undocumented task status 'TASK_STATUS_DONE' \[kling_task_id=kt-1\]"):
+    with pytest.raises(
+        exceptions.KlingError, match=r"undocumented task status 'TASK_STATUS_DONE' \[kling_task_id=kt-1\]"
+    ):
         hook.wait_for_task("kt-1", poll_interval=10, timeout=600)
 
 
@@ -486,7 +482,7 @@ def test_wait_for_task_raises_a_timeout_naming_the_task_when_the_video_is_late(
     result_route.respond(200, json=result_body("TASK_STATUS_PROCESSING"))
     started = fake_clock.now
 
-    with pytest.raises(KlingTimeoutError) as caught:
+    with pytest.raises(exceptions.KlingTimeoutError) as caught:
         hook.wait_for_task("kt-1", poll_interval=10, timeout=60)
 
     assert caught.value.kling_task_id == "kt-1"

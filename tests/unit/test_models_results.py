@@ -5,36 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from _fakes import DOCUMENTED_ANSWER
 from pydantic import ValidationError
 
 from airflow_provider_kling.models import ApiError, SubmitResponse, TaskEvent, TaskResult, TaskStatus
-
-#: The example answer of the vendor's reference page, verbatim in shape.
-DOCUMENTED_ANSWER = {
-    "task": {
-        "task_id": "kt-1",
-        "task_type": "KLING_V3_VIDEO",
-        "status": "TASK_STATUS_PROCESSING",
-        "reason": "",
-        "eta": 42,
-        "progress_percent": 35,
-    },
-    "extra": {
-        "seed": "158881667",
-        "enable_nsfw_detection": False,
-        "debug_info": {
-            "request_info": "",
-            "submit_time_ms": "1731000000000",
-            "execute_time_ms": "",
-            "complete_time_ms": "",
-        },
-    },
-    "videos": [
-        {"video_url": "https://cdn.example.com/v.mp4?X-Amz-Sig=1", "video_url_ttl": "3600", "video_type": "mp4"}
-    ],
-    "images": [],
-    "audios": [],
-}
 
 
 def parse(body: dict) -> TaskResult:

@@ -18,6 +18,7 @@ from _fakes import (
     SUCCEED,
     VIDEO_URL,
     make_context,
+    result_summary,
     submit_path,
     task_event,
     task_result,
@@ -306,22 +307,16 @@ def test_the_request_sent_is_the_validated_body_without_unset_fields(clock, subm
 
 def test_motion_control_sends_its_own_body(clock, api):
     route = api.post(submit_path(MOTION)).respond(200, json={"task_id": KLING_TASK_ID})
-    operator = KlingMotionControlOperator(
-        task_id="dance",
-        image="https://example.com/mascot.png",
-        video="https://example.com/dance.mp4",
-        character_orientation="video",
-        keep_original_sound=True,
-    )
-
-    defer(operator, make_context())
-
-    assert sent_body(route) == {
+    fields = {
         "image": "https://example.com/mascot.png",
         "video": "https://example.com/dance.mp4",
         "character_orientation": "video",
         "keep_original_sound": True,
     }
+
+    defer(KlingMotionControlOperator(task_id="dance", **fields), make_context())
+
+    assert sent_body(route) == fields
 
 
 # -- execute_complete --------------------------------------------------------------------------------
@@ -419,17 +414,7 @@ def test_sync_mode_polls_until_ready_and_returns_the_summary(clock, submit_route
 
     summary = text_to_video(deferrable=False, poll_interval=10).execute(make_context())
 
-    assert summary == {
-        "kling_task_id": KLING_TASK_ID,
-        "model": T2V,
-        "status": SUCCEED,
-        "reason": None,
-        "videos": [{"url": VIDEO_URL, "ttl": 3600, "type": "mp4"}],
-        "seed": 158881667,
-        "submit_time_ms": 1731000000000,
-        "execute_time_ms": 1731000001000,
-        "complete_time_ms": 1731000090000,
-    }
+    assert summary == result_summary(T2V)
     assert json.loads(json.dumps(summary)) == summary
     assert clock.sleeps == [15.0]  # half the eta, no real sleeping
     assert submit_route.call_count == 1

@@ -18,7 +18,6 @@ import respx
 from _fakes import SUCCEED, FakeClock, FakeTI, task_result
 
 from airflow_provider_kling import clock
-from airflow_provider_kling._completion import complete
 from airflow_provider_kling.assets import emit_video_asset_events
 from airflow_provider_kling.delivery import (
     StoredVideo,
@@ -33,6 +32,7 @@ from airflow_provider_kling.exceptions import KlingTransientError, KlingValidati
 from airflow_provider_kling.models import TaskResult
 from airflow_provider_kling.operators.kling import KlingTextToVideoOperator
 from airflow_provider_kling.sensors.kling import KlingTaskSensor
+from tools.moto_s3 import moto_server
 
 CDN = "https://cdn.example.com"
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
@@ -68,14 +68,9 @@ def moto_endpoint() -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1, for this module."""
     pytest.importorskip("s3fs", reason="the [s3] extra is not installed")
     pytest.importorskip("airflow.providers.amazon", reason="the [s3] extra is not installed")
-    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -147,19 +142,11 @@ def test_an_interrupted_upload_leaves_no_object(s3):
 
 def test_completing_with_an_output_conn_id_stores_there_and_names_the_asset_without_it(s3, cdn):
     from airflow.providers.common.compat.sdk import AssetAlias
-    from test_delivery import alias_events, outlet_events
+    from test_delivery import alias_events, complete_to, outlet_events
 
     ti = FakeTI()
 
-    summary = complete(
-        {"ti": ti},
-        result_with(f"{CDN}/v1.mp4"),
-        model="kling-v3.0-std-t2v",
-        output_path=f"s3://{BUCKET}/runs/0.mp4",
-        output_conn_id=CONN_ID,
-        request={"prompt": "a fox"},
-        refresh=never_refresh,
-    )
+    summary = complete_to(ti, f"s3://{BUCKET}/runs/0.mp4", output_conn_id=CONN_ID)
 
     assert summary["stored"][0]["uri"] == f"s3://{BUCKET}/runs/0.mp4"
     assert summary["stored"][0]["conn_id"] == CONN_ID

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
-from airflow_provider_kling.sandbox.testing import FakeClock, RecordingSleep, asgi_client
+from airflow_provider_kling.sandbox.testing import RecordingSleep, asgi_client
 
 SUBMIT = "/v3/async/kling-v3.0-std-t2v"
 BODY = {"prompt": "a red fox"}
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture
@@ -22,9 +17,9 @@ def sleep():
 
 
 @pytest.fixture
-def make_app(clock, sleep):
+def make_app(sandbox_clock, sleep):
     def make(**settings):
-        return create_app(SandboxSettings(generation_seconds=1, **settings), clock=clock, sleep=sleep)
+        return create_app(SandboxSettings(generation_seconds=1, **settings), clock=sandbox_clock, sleep=sleep)
 
     return make
 
@@ -121,13 +116,13 @@ async def test_submit_500_does_not_create_a_task_by_default(make_app):
 
 
 @pytest.mark.parametrize("rate", ["rate_500", "rate_502_html"])
-async def test_submit_error_creates_task_makes_an_ambiguous_submit(make_app, clock, rate):
+async def test_submit_error_creates_task_makes_an_ambiguous_submit(make_app, sandbox_clock, rate):
     app = make_app(**{rate: 1.0}, chaos_scope="submit", submit_error_creates_task=True)
     async with asgi_client(app) as client:
         response = await client.post(SUBMIT, json=BODY)
         [task] = (await client.get("/sandbox/tasks")).json()
         [entry] = (await client.get("/sandbox/journal", params={"kind": "submit"})).json()
-        clock.advance(1)
+        sandbox_clock.advance(1)
         result = await client.get("/v3/async/task-result", params={"task_id": task["task_id"]})
     assert response.status_code >= 500
     assert "task_id" not in response.text
@@ -183,11 +178,11 @@ async def test_reseeding_at_runtime_restarts_the_sequence(make_app):
     assert await chaos_statuses(app) == first
 
 
-async def test_fail_rate_and_video_seeds_are_reproducible_with_a_seed(make_app, clock):
+async def test_fail_rate_and_video_seeds_are_reproducible_with_a_seed(make_app, sandbox_clock):
     async def outcomes(app) -> list[tuple[str, str]]:
         async with asgi_client(app) as client:
             ids = [await submit_ok(client) for _ in range(30)]
-            clock.advance(1)
+            sandbox_clock.advance(1)
             bodies = [
                 (await client.get("/v3/async/task-result", params={"task_id": task_id})).json() for task_id in ids
             ]
@@ -199,12 +194,12 @@ async def test_fail_rate_and_video_seeds_are_reproducible_with_a_seed(make_app, 
     assert {status for status, _ in first} == {"TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"}
 
 
-async def test_max_in_flight_refuses_extra_submits_until_one_finishes(make_app, clock):
+async def test_max_in_flight_refuses_extra_submits_until_one_finishes(make_app, sandbox_clock):
     async with asgi_client(make_app(max_in_flight=2)) as client:
         await submit_ok(client)
         await submit_ok(client)
         refused = await client.post(SUBMIT, json=BODY)
-        clock.advance(1)
+        sandbox_clock.advance(1)
         accepted = await client.post(SUBMIT, json=BODY)
     assert refused.status_code == 429
     assert refused.json()["reason"] == "RATE_LIMIT_EXCEEDED"

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_kling.sandbox import SandboxSettings, create_app
-from airflow_provider_kling.sandbox.testing import FakeClock, asgi_client
+from airflow_provider_kling.sandbox.testing import asgi_client
 
 NEW_KEY = "rotated-key-for-the-test"
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def app(clock):
-    return create_app(SandboxSettings(generation_seconds=2, api_key="sandbox-test-key"), clock=clock)
+def app(sandbox_app):
+    return sandbox_app(generation_seconds=2, api_key="sandbox-test-key")
 
 
 async def submit(client, prompt: str) -> str:
@@ -41,11 +35,11 @@ async def test_not_found_marker_answers_404_task_not_found_for_the_first_polls(a
     assert [entry.get("note") for entry in journal][:2] == ["not_found", "not_found"]
 
 
-async def test_empty_success_marker_hides_the_video_from_the_first_succeeded_answer(app, clock):
+async def test_empty_success_marker_hides_the_video_from_the_first_succeeded_answer(app, sandbox_clock):
     async with asgi_client(app, api_key="sandbox-test-key") as client:
         task_id = await submit(client, "a fox [sandbox:empty_success=1]")
         running = (await poll(client, task_id)).json()
-        clock.advance(3)
+        sandbox_clock.advance(3)
         empty = (await poll(client, task_id)).json()
         full = (await poll(client, task_id)).json()
 

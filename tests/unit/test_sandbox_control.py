@@ -6,19 +6,14 @@ import pytest
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app, peak_in_flight
 from airflow_provider_kling.sandbox.settings import RUNTIME_FIELDS
-from airflow_provider_kling.sandbox.testing import FakeClock, asgi_client
+from airflow_provider_kling.sandbox.testing import asgi_client
 
 SUBMIT = "/v3/async/kling-v3.0-std-t2v"
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def app(clock):
-    return create_app(SandboxSettings(generation_seconds=10, seed=5), clock=clock)
+def app(sandbox_app):
+    return sandbox_app(generation_seconds=10, seed=5)
 
 
 async def submit(client, prompt: str = "a red fox") -> str:
@@ -143,8 +138,8 @@ async def test_delete_journal_clears_it(app):
         assert len((await client.get("/sandbox/tasks")).json()) == 1
 
 
-async def test_memory_journal_is_bounded(clock):
-    app = create_app(SandboxSettings(journal_limit=3), clock=clock)
+async def test_memory_journal_is_bounded(sandbox_clock):
+    app = create_app(SandboxSettings(journal_limit=3), clock=sandbox_clock)
     async with asgi_client(app) as client:
         for _ in range(5):
             await client.get("/v3/async/task-result", params={"task_id": "x"})
@@ -152,10 +147,10 @@ async def test_memory_journal_is_bounded(clock):
     assert [entry["seq"] for entry in journal] == [3, 4, 5]
 
 
-async def test_tasks_list_their_timeline_and_current_status(app, clock):
+async def test_tasks_list_their_timeline_and_current_status(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        clock.advance(5)
+        sandbox_clock.advance(5)
         [task] = (await client.get("/sandbox/tasks")).json()
     assert task == {
         "task_id": task_id,
@@ -183,14 +178,14 @@ async def test_tasks_can_be_filtered_and_cleared(app):
     assert poll.status_code == 404
 
 
-async def test_peak_in_flight_counts_overlapping_generations(app, clock):
+async def test_peak_in_flight_counts_overlapping_generations(app, sandbox_clock):
     async with asgi_client(app) as client:
         await submit(client)  # 0..10
-        clock.advance(2)
+        sandbox_clock.advance(2)
         await submit(client)  # 2..12
-        clock.advance(2)
+        sandbox_clock.advance(2)
         await submit(client)  # 4..14
-        clock.advance(9)
+        sandbox_clock.advance(9)
         await submit(client)  # 13..23: only the last two are still running
         tasks = (await client.get("/sandbox/tasks")).json()
     assert peak_in_flight(tasks) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _fakes import polls_after
 
 from airflow_provider_kling.models import TaskResult, TaskStatus
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
@@ -14,14 +15,14 @@ START = 1_700_000_000.0
 
 
 @pytest.fixture
-def clock():
+def sandbox_clock():
     return FakeClock(START)
 
 
 @pytest.fixture
-def app(clock):
+def app(sandbox_app):
     # 10 s of generation, the first 1 s queued.
-    return create_app(SandboxSettings(generation_seconds=10, queue_fraction=0.1), clock=clock)
+    return sandbox_app(generation_seconds=10, queue_fraction=0.1)
 
 
 async def submit(client, prompt: str = "a red fox", model: str = "kling-v3.0-std-t2v") -> str:
@@ -55,13 +56,10 @@ async def test_new_task_is_queued_with_empty_timings(app):
     assert body["audios"] == []
 
 
-async def test_task_moves_to_processing_after_the_queue_phase(app, clock):
+async def test_task_moves_to_processing_after_the_queue_phase(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        clock.advance(0.99)
-        still_queued = await poll(client, task_id)
-        clock.advance(0.02)
-        processing = await poll(client, task_id)
+        still_queued, processing = await polls_after(client, sandbox_clock, task_id, 0.99, 0.02)
     assert still_queued["task"]["status"] == "TASK_STATUS_QUEUED"
     assert processing["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert processing["extra"]["debug_info"]["execute_time_ms"] == "1700000001000"
@@ -70,12 +68,12 @@ async def test_task_moves_to_processing_after_the_queue_phase(app, clock):
     assert processing["videos"] == []
 
 
-async def test_progress_rises_and_eta_falls_while_processing(app, clock):
+async def test_progress_rises_and_eta_falls_while_processing(app, sandbox_clock):
     samples = []
     async with asgi_client(app) as client:
         task_id = await submit(client)
         for _ in range(8):
-            clock.advance(1.1)
+            sandbox_clock.advance(1.1)
             task = (await poll(client, task_id))["task"]
             samples.append((task["status"], task["progress_percent"], task["eta"]))
     assert {status for status, _, _ in samples} == {"TASK_STATUS_PROCESSING"}
@@ -89,13 +87,10 @@ async def test_progress_rises_and_eta_falls_while_processing(app, clock):
     assert all(value >= 1 for value in etas)
 
 
-async def test_task_succeeds_at_the_end_of_the_generation_time(app, clock):
+async def test_task_succeeds_at_the_end_of_the_generation_time(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        clock.advance(9.99)
-        almost = await poll(client, task_id)
-        clock.advance(0.01)
-        done = await poll(client, task_id)
+        almost, done = await polls_after(client, sandbox_clock, task_id, 9.99, 0.01)
     assert almost["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert done["task"] == {
         "task_id": task_id,
@@ -114,10 +109,10 @@ async def test_task_succeeds_at_the_end_of_the_generation_time(app, clock):
     assert video["video_url"].startswith(f"http://sandbox.test/sandbox/media/{task_id}.mp4?expires=")
 
 
-async def test_result_uses_the_vendors_string_typed_quirks(app, clock):
+async def test_result_uses_the_vendors_string_typed_quirks(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        clock.advance(10)
+        sandbox_clock.advance(10)
         body = await poll(client, task_id)
     assert isinstance(body["extra"]["seed"], str)
     assert all(isinstance(value, str) for value in body["extra"]["debug_info"].values())
@@ -127,11 +122,11 @@ async def test_result_uses_the_vendors_string_typed_quirks(app, clock):
     assert body["extra"]["enable_nsfw_detection"] is False
 
 
-async def test_result_parses_with_the_providers_model(app, clock):
+async def test_result_parses_with_the_providers_model(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client)
         queued = TaskResult.model_validate(await poll(client, task_id))
-        clock.advance(10)
+        sandbox_clock.advance(10)
         done = TaskResult.model_validate(await poll(client, task_id))
     assert queued.task.state is TaskStatus.QUEUED
     assert queued.extra.seed is None
@@ -142,13 +137,13 @@ async def test_result_parses_with_the_providers_model(app, clock):
     assert done.videos[0].model_extra == {"nsfw_detection_result": None}
 
 
-async def test_fail_rate_one_ends_failed_with_a_reason_and_no_video(clock):
-    app = create_app(SandboxSettings(generation_seconds=4, fail_rate=1.0), clock=clock)
+async def test_fail_rate_one_ends_failed_with_a_reason_and_no_video(sandbox_clock):
+    app = create_app(SandboxSettings(generation_seconds=4, fail_rate=1.0), clock=sandbox_clock)
     async with asgi_client(app) as client:
         task_id = await submit(client)
-        clock.advance(1)
+        sandbox_clock.advance(1)
         in_flight = await poll(client, task_id)
-        clock.advance(3)
+        sandbox_clock.advance(3)
         body = await poll(client, task_id)
     assert in_flight["task"]["reason"] == ""
     assert body["task"]["status"] == "TASK_STATUS_FAILED"
@@ -196,25 +191,25 @@ async def test_poll_without_task_id_is_invalid_request_body(app, params):
     assert response.json()["reason"] == "INVALID_REQUEST_BODY"
 
 
-async def test_generation_seconds_change_applies_to_new_tasks_only(app, clock):
+async def test_generation_seconds_change_applies_to_new_tasks_only(app, sandbox_clock):
     async with asgi_client(app) as client:
         first = await submit(client)
         await client.post("/sandbox/config", json={"generation_seconds": 100})
         second = await submit(client)
-        clock.advance(10)
+        sandbox_clock.advance(10)
         assert (await poll(client, first))["task"]["status"] == "TASK_STATUS_SUCCEED"
         assert (await poll(client, second))["task"]["status"] == "TASK_STATUS_PROCESSING"
-        clock.advance(90)
+        sandbox_clock.advance(90)
         assert (await poll(client, second))["task"]["status"] == "TASK_STATUS_SUCCEED"
 
 
-async def test_tasks_need_no_background_work(app, clock):
+async def test_tasks_need_no_background_work(app, sandbox_clock):
     background_before = len(asyncio.all_tasks())
     async with asgi_client(app) as client:
         ids = [await submit(client, f"task {index}") for index in range(200)]
     assert len(asyncio.all_tasks()) == background_before
     assert len(app.state.sandbox.store) == 200
-    clock.advance(10)
+    sandbox_clock.advance(10)
     async with asgi_client(app) as client:
         statuses = {(await poll(client, task_id))["task"]["status"] for task_id in ids[::20]}
     assert statuses == {"TASK_STATUS_SUCCEED"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _fakes import polls_after
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
 from airflow_provider_kling.sandbox.scenarios import (
@@ -10,17 +11,12 @@ from airflow_provider_kling.sandbox.scenarios import (
     MarkerError,
     parse_markers,
 )
-from airflow_provider_kling.sandbox.testing import FakeClock, asgi_client, example_body
+from airflow_provider_kling.sandbox.testing import asgi_client, example_body
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def app(clock):
-    return create_app(SandboxSettings(generation_seconds=8, queue_fraction=0.1), clock=clock)
+def app(sandbox_app):
+    return sandbox_app(generation_seconds=8, queue_fraction=0.1)
 
 
 async def submit(client, body: dict, model: str = "kling-v3.0-std-t2v") -> str:
@@ -77,15 +73,15 @@ async def test_bad_marker_is_refused_at_submit(app):
     assert "[sandbox:secs]" in response.json()["message"]
 
 
-async def test_seconds_marker_sets_this_tasks_generation_time(app, clock):
+async def test_seconds_marker_sets_this_tasks_generation_time(app, sandbox_clock):
     async with asgi_client(app) as client:
         slow = await submit(client, {"prompt": "a fox [sandbox:seconds=20]"})
         normal = await submit(client, {"prompt": "a fox"})
-        clock.advance(8)
+        sandbox_clock.advance(8)
         assert (await poll(client, normal))["task"]["status"] == "TASK_STATUS_SUCCEED"
         assert (await poll(client, slow))["task"]["status"] == "TASK_STATUS_PROCESSING"
         assert (await poll(client, slow))["task"]["eta"] == 12
-        clock.advance(12)
+        sandbox_clock.advance(12)
         assert (await poll(client, slow))["task"]["status"] == "TASK_STATUS_SUCCEED"
 
 
@@ -96,35 +92,32 @@ async def test_seconds_zero_succeeds_at_once(app):
     assert len(body["videos"]) == 1
 
 
-async def test_queue_marker_sets_the_queue_phase(app, clock):
+async def test_queue_marker_sets_the_queue_phase(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client, {"prompt": "a fox [sandbox:queue=5]"})
-        clock.advance(4.9)
+        sandbox_clock.advance(4.9)
         assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_QUEUED"
-        clock.advance(0.2)
+        sandbox_clock.advance(0.2)
         assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_PROCESSING"
 
 
-async def test_fail_marker_fails_at_the_end_with_its_reason(app, clock):
+async def test_fail_marker_fails_at_the_end_with_its_reason(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client, {"prompt": "a fox [sandbox:fail=SOME_REASON text]"})
-        clock.advance(7)
-        in_flight = await poll(client, task_id)
-        clock.advance(1)
-        done = await poll(client, task_id)
+        in_flight, done = await polls_after(client, sandbox_clock, task_id, 7, 1)
     assert in_flight["task"]["status"] == "TASK_STATUS_PROCESSING"
     assert done["task"]["status"] == "TASK_STATUS_FAILED"
     assert done["task"]["reason"] == "SOME_REASON text"
     assert done["videos"] == []
 
 
-async def test_policy_marker_is_a_moderation_refusal_after_submit(app, clock):
+async def test_policy_marker_is_a_moderation_refusal_after_submit(app, sandbox_clock):
     async with asgi_client(app) as client:
         response = await client.post("/v3/async/kling-v3.0-std-t2v", json={"prompt": "a fox [sandbox:policy]"})
         assert response.status_code == 200
         task_id = response.json()["task_id"]
         queued = await poll(client, task_id)
-        clock.advance(0.8)
+        sandbox_clock.advance(0.8)
         refused = await poll(client, task_id)
     assert queued["task"]["status"] == "TASK_STATUS_QUEUED"
     assert refused["task"]["status"] == "TASK_STATUS_FAILED"
@@ -135,72 +128,86 @@ async def test_policy_marker_is_a_moderation_refusal_after_submit(app, clock):
     assert refused["videos"] == []
 
 
-async def test_ttl_marker_sets_the_video_url_ttl(app, clock):
+async def test_ttl_marker_sets_the_video_url_ttl(app, sandbox_clock):
     async with asgi_client(app) as client:
         body = await poll(client, await submit(client, {"prompt": "a fox [sandbox:ttl=2] [sandbox:seconds=0]"}))
     [video] = body["videos"]
     assert video["video_url_ttl"] == "2"
-    assert f"expires={int(clock.now) + 2}&" in video["video_url"]
+    assert f"expires={int(sandbox_clock.now) + 2}&" in video["video_url"]
 
 
-async def test_empty_extra_marker_answers_an_empty_extra(app, clock):
+async def test_empty_extra_marker_answers_an_empty_extra(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = await submit(client, {"prompt": "a fox [sandbox:empty_extra]"})
         queued = await poll(client, task_id)
-        clock.advance(8)
+        sandbox_clock.advance(8)
         done = await poll(client, task_id)
     assert queued["extra"] == {}
     assert done["extra"] == {}
     assert done["task"]["status"] == "TASK_STATUS_SUCCEED"
 
 
-async def test_seed_marker_fixes_the_reported_seed(app, clock):
+async def test_seed_marker_fixes_the_reported_seed(app, sandbox_clock):
     async with asgi_client(app) as client:
         body = await poll(client, await submit(client, {"prompt": "a fox [sandbox:seed=42] [sandbox:seconds=0]"}))
     assert body["extra"]["seed"] == "42"
 
 
-async def test_succeed_marker_wins_over_the_fail_rate(clock):
-    app = create_app(SandboxSettings(generation_seconds=1, fail_rate=1.0), clock=clock)
+async def test_succeed_marker_wins_over_the_fail_rate(sandbox_clock):
+    app = create_app(SandboxSettings(generation_seconds=1, fail_rate=1.0), clock=sandbox_clock)
     async with asgi_client(app) as client:
         lucky = await submit(client, {"prompt": "a fox [sandbox:succeed]"})
         unlucky = await submit(client, {"prompt": "a fox"})
-        clock.advance(1)
+        sandbox_clock.advance(1)
         assert (await poll(client, lucky))["task"]["status"] == "TASK_STATUS_SUCCEED"
         assert (await poll(client, unlucky))["task"]["status"] == "TASK_STATUS_FAILED"
 
 
-async def test_marker_in_a_multi_prompt_shot_counts(app, clock):
-    body = {"prompt": "a story", "multi_prompt": [{"prompt": "shot one"}, {"prompt": "shot two [sandbox:policy]"}]}
+@pytest.mark.parametrize(
+    ("model", "body", "seconds", "field", "expected"),
+    [
+        pytest.param(
+            "kling-v3.0-pro-t2v",
+            {"prompt": "a story", "multi_prompt": [{"prompt": "shot one"}, {"prompt": "shot two [sandbox:policy]"}]},
+            1,
+            "status",
+            "TASK_STATUS_FAILED",
+            id="multi-prompt-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-pro-t2v",
+            {"prompt": "a story", "multi_prompt": ["shot one", "shot two [sandbox:fail=BROKEN]"]},
+            8,
+            "reason",
+            "BROKEN",
+            id="plain-string-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-std-i2v",
+            {
+                **example_body("kling-v3.0-std-i2v", "a cat"),
+                "multi_prompt": [{"prompt": "shot [sandbox:seconds=30]", "duration": 5}],
+            },
+            8,
+            "status",
+            "TASK_STATUS_PROCESSING",
+            id="image-to-video-shot",
+        ),
+        pytest.param(
+            "kling-v3.0-motion-control",
+            example_body("kling-v3.0-motion-control", "dance [sandbox:fail=NO_DANCE]"),
+            8,
+            "reason",
+            "NO_DANCE",
+            id="motion-control-prompt",
+        ),
+    ],
+)
+async def test_a_marker_counts_in_any_prompt_of_any_endpoint(app, sandbox_clock, model, body, seconds, field, expected):
     async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-pro-t2v")
-        clock.advance(1)
-        assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_FAILED"
-
-
-async def test_marker_in_a_plain_string_shot_counts(app, clock):
-    body = {"prompt": "a story", "multi_prompt": ["shot one", "shot two [sandbox:fail=BROKEN]"]}
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-pro-t2v")
-        clock.advance(8)
-        assert (await poll(client, task_id))["task"]["reason"] == "BROKEN"
-
-
-async def test_marker_in_an_image_to_video_shot_counts(app, clock):
-    body = example_body("kling-v3.0-std-i2v", "a cat")
-    body["multi_prompt"] = [{"prompt": "shot [sandbox:seconds=30]", "duration": 5}]
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-std-i2v")
-        clock.advance(8)
-        assert (await poll(client, task_id))["task"]["status"] == "TASK_STATUS_PROCESSING"
-
-
-async def test_marker_in_a_motion_control_prompt_counts(app, clock):
-    body = example_body("kling-v3.0-motion-control", "dance [sandbox:fail=NO_DANCE]")
-    async with asgi_client(app) as client:
-        task_id = await submit(client, body, model="kling-v3.0-motion-control")
-        clock.advance(8)
-        assert (await poll(client, task_id))["task"]["reason"] == "NO_DANCE"
+        task_id = await submit(client, body, model=model)
+        sandbox_clock.advance(seconds)
+        assert (await poll(client, task_id))["task"][field] == expected
 
 
 async def test_markers_are_listed_with_the_task(app):

@@ -8,22 +8,17 @@ import pytest
 
 from airflow_provider_kling.sandbox import SandboxSettings, create_app
 from airflow_provider_kling.sandbox.media import MEDIA_FILE, task_id_of, video_for
-from airflow_provider_kling.sandbox.testing import FakeClock, asgi_client
+from airflow_provider_kling.sandbox.testing import asgi_client
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
+def app(sandbox_app):
+    return sandbox_app(generation_seconds=2, url_ttl=60)
 
 
-@pytest.fixture
-def app(clock):
-    return create_app(SandboxSettings(generation_seconds=2, url_ttl=60), clock=clock)
-
-
-async def finished_video_url(client, clock, prompt: str = "a red fox") -> tuple[str, str]:
+async def finished_video_url(client, sandbox_clock, prompt: str = "a red fox") -> tuple[str, str]:
     task_id = (await client.post("/v3/async/kling-v3.0-std-t2v", json={"prompt": prompt})).json()["task_id"]
-    clock.advance(2)
+    sandbox_clock.advance(2)
     return task_id, await video_url(client, task_id)
 
 
@@ -62,10 +57,10 @@ def test_a_half_written_or_damaged_copy_names_no_task(damage):
     assert task_id_of(damaged) is None
 
 
-async def test_signed_url_serves_the_tasks_own_mp4_with_its_length_and_no_api_key(app, clock):
+async def test_signed_url_serves_the_tasks_own_mp4_with_its_length_and_no_api_key(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
-        other_id, other_url = await finished_video_url(client, clock, "a blue whale")
+        task_id, url = await finished_video_url(client, sandbox_clock)
+        other_id, other_url = await finished_video_url(client, sandbox_clock, "a blue whale")
     async with asgi_client(app, api_key=None) as anonymous:
         response = await anonymous.get(url)
         other = await anonymous.get(other_url)
@@ -76,9 +71,9 @@ async def test_signed_url_serves_the_tasks_own_mp4_with_its_length_and_no_api_ke
     assert (task_id_of(response.content), task_id_of(other.content)) == (task_id, other_id)
 
 
-async def test_range_request_answers_partial_content(app, clock):
+async def test_range_request_answers_partial_content(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
         response = await client.get(url, headers={"Range": "bytes=0-99"})
         tail = await client.get(url, headers={"Range": "bytes=-10"})
         rest = await client.get(url, headers={"Range": "bytes=100-"})
@@ -92,48 +87,48 @@ async def test_range_request_answers_partial_content(app, clock):
     assert response.content + rest.content == video
 
 
-async def test_range_past_the_end_is_not_satisfiable(app, clock):
+async def test_range_past_the_end_is_not_satisfiable(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
         response = await client.get(url, headers={"Range": "bytes=999999-"})
     assert response.status_code == 416
     assert response.headers["content-range"] == f"bytes */{len(video_for(task_id))}"
 
 
-async def test_head_answers_the_length_without_a_body(app, clock):
+async def test_head_answers_the_length_without_a_body(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
         response = await client.head(url)
     assert response.status_code == 200
     assert int(response.headers["content-length"]) == len(video_for(task_id))
     assert response.content == b""
 
 
-async def test_url_points_at_the_sandbox_and_expires_after_the_ttl(app, clock):
+async def test_url_points_at_the_sandbox_and_expires_after_the_ttl(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == "http://sandbox.test"
     assert parts.path == f"/sandbox/media/{task_id}.mp4"
-    assert int(query(url)["expires"]) == int(clock.now) + 60
+    assert int(query(url)["expires"]) == int(sandbox_clock.now) + 60
     assert len(query(url)["signature"]) == 64
 
 
-async def test_every_poll_re_signs_with_a_fresh_expiry(app, clock):
+async def test_every_poll_re_signs_with_a_fresh_expiry(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, first = await finished_video_url(client, clock)
-        clock.advance(30)
+        task_id, first = await finished_video_url(client, sandbox_clock)
+        sandbox_clock.advance(30)
         second = await video_url(client, task_id)
     assert first != second
     assert int(query(second)["expires"]) == int(query(first)["expires"]) + 30
 
 
-async def test_expired_url_is_refused_with_s3_xml(app, clock):
+async def test_expired_url_is_refused_with_s3_xml(app, sandbox_clock):
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock)
-        clock.advance(60)
+        _, url = await finished_video_url(client, sandbox_clock)
+        sandbox_clock.advance(60)
         still_valid = await client.get(url)
-        clock.advance(1)
+        sandbox_clock.advance(1)
         expired = await client.get(url)
     assert still_valid.status_code == 200
     assert expired.status_code == 403
@@ -141,19 +136,19 @@ async def test_expired_url_is_refused_with_s3_xml(app, clock):
     assert "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>" in expired.text
 
 
-async def test_fresh_url_works_after_the_old_one_expired(app, clock):
+async def test_fresh_url_works_after_the_old_one_expired(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, _ = await finished_video_url(client, clock)
-        clock.advance(120)
+        task_id, _ = await finished_video_url(client, sandbox_clock)
+        sandbox_clock.advance(120)
         response = await client.get(await video_url(client, task_id))
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("tamper", ["signature", "expires", "task"])
-async def test_tampered_url_is_refused(app, clock, tamper):
+async def test_tampered_url_is_refused(app, sandbox_clock, tamper):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
-        other_id, _ = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
+        other_id, _ = await finished_video_url(client, sandbox_clock)
         params = query(url)
         if tamper == "signature":
             url = url.replace(params["signature"], "0" * 64)
@@ -166,67 +161,67 @@ async def test_tampered_url_is_refused(app, clock, tamper):
     assert "<Code>SignatureDoesNotMatch</Code>" in response.text
 
 
-async def test_unsigned_url_is_refused(app, clock):
+async def test_unsigned_url_is_refused(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, _ = await finished_video_url(client, clock)
+        task_id, _ = await finished_video_url(client, sandbox_clock)
         response = await client.get(f"/sandbox/media/{task_id}.mp4")
     assert response.status_code == 403
     assert "<Code>AccessDenied</Code>" in response.text
 
 
-async def test_url_signed_for_an_unknown_task_is_no_such_key(app, clock):
+async def test_url_signed_for_an_unknown_task_is_no_such_key(app, sandbox_clock):
     signer = app.state.sandbox.signer
-    url = signer.url("http://sandbox.test", "no-such-task", now=clock.now, ttl=60)
+    url = signer.url("http://sandbox.test", "no-such-task", now=sandbox_clock.now, ttl=60)
     async with asgi_client(app) as client:
         response = await client.get(url)
     assert response.status_code == 404
     assert "<Code>NoSuchKey</Code>" in response.text
 
 
-async def test_video_of_a_task_still_generating_is_no_such_key(app, clock):
+async def test_video_of_a_task_still_generating_is_no_such_key(app, sandbox_clock):
     async with asgi_client(app) as client:
         task_id = (await client.post("/v3/async/kling-v3.0-std-t2v", json={"prompt": "a fox"})).json()["task_id"]
-        url = app.state.sandbox.signer.url("http://sandbox.test", task_id, now=clock.now, ttl=60)
+        url = app.state.sandbox.signer.url("http://sandbox.test", task_id, now=sandbox_clock.now, ttl=60)
         response = await client.get(url)
     assert response.status_code == 404
 
 
-async def test_ttl_marker_overrides_the_url_ttl(app, clock):
+async def test_ttl_marker_overrides_the_url_ttl(app, sandbox_clock):
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock, "a fox [sandbox:ttl=2]")
-        clock.advance(2)
+        _, url = await finished_video_url(client, sandbox_clock, "a fox [sandbox:ttl=2]")
+        sandbox_clock.advance(2)
         valid = await client.get(url)
-        clock.advance(1)
+        sandbox_clock.advance(1)
         expired = await client.get(url)
     assert (valid.status_code, expired.status_code) == (200, 403)
 
 
-async def test_url_ttl_can_change_at_runtime(app, clock):
+async def test_url_ttl_can_change_at_runtime(app, sandbox_clock):
     async with asgi_client(app) as client:
         await client.post("/sandbox/config", json={"url_ttl": 5})
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
         body = (await client.get("/v3/async/task-result", params={"task_id": task_id})).json()
     assert body["videos"][0]["video_url_ttl"] == "5"
-    assert int(query(url)["expires"]) == int(clock.now) + 5
+    assert int(query(url)["expires"]) == int(sandbox_clock.now) + 5
 
 
-async def test_public_url_replaces_the_host_the_client_called(clock):
-    app = create_app(SandboxSettings(generation_seconds=0, public_url="http://kling-sandbox:8089/"), clock=clock)
+async def test_public_url_replaces_the_host_the_client_called(sandbox_app, sandbox_clock):
+    app = sandbox_app(generation_seconds=0, public_url="http://kling-sandbox:8089/")
     async with asgi_client(app) as client:
-        _, url = await finished_video_url(client, clock)
+        _, url = await finished_video_url(client, sandbox_clock)
     assert url.startswith("http://kling-sandbox:8089/sandbox/media/")
 
 
-async def test_signing_secret_setting_makes_urls_stable_across_apps(clock):
+async def test_signing_secret_setting_makes_urls_stable_across_apps(sandbox_clock):
     settings = SandboxSettings(generation_seconds=0, signing_secret="fake-signing-secret")
-    first = create_app(settings, clock=clock).state.sandbox.signer
-    second = create_app(settings, clock=clock).state.sandbox.signer
+    first = create_app(settings, clock=sandbox_clock).state.sandbox.signer
+    second = create_app(settings, clock=sandbox_clock).state.sandbox.signer
     assert first.signature("task", 123) == second.signature("task", 123)
 
 
-async def test_media_downloads_are_journaled(app, clock):
+async def test_media_downloads_are_journaled(app, sandbox_clock):
     async with asgi_client(app) as client:
-        task_id, url = await finished_video_url(client, clock)
+        task_id, url = await finished_video_url(client, sandbox_clock)
         await client.get(url)
         journal = (await client.get("/sandbox/journal", params={"kind": "media"})).json()
     assert [(entry["method"], entry["status"], entry["task_id"]) for entry in journal] == [("GET", 200, task_id)]

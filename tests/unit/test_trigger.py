@@ -417,35 +417,26 @@ async def test_a_cancelled_trigger_says_once_what_it_means_where_on_kill_is_neve
 # -- unusable connections ----------------------------------------------------------------------------
 
 
-async def test_yields_error_naming_a_missing_connection(clock, api):
-    payload = await first_event(make_trigger(clock, kling_conn_id="kling_nowhere"))
+@pytest.mark.parametrize(
+    ("conn_id", "connection", "named"),
+    [
+        pytest.param("kling_nowhere", None, "kling_nowhere", id="missing"),
+        pytest.param("kling_keyless", {"conn_type": "kling", "host": "http://127.0.0.1:8089"}, "API key", id="keyless"),
+        pytest.param(
+            "kling_plain",
+            {"conn_type": "kling", "host": "http://api.example.com", "password": API_KEY},
+            "https",
+            id="plain-http-not-loopback",
+        ),
+    ],
+)
+async def test_yields_error_for_an_unusable_connection(monkeypatch, clock, api, conn_id, connection, named):
+    if connection is not None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+
+    payload = await first_event(make_trigger(clock, kling_conn_id=conn_id))
 
     assert payload["status"] == "error"
-    assert "kling_nowhere" in payload["message"]
-    assert not api.calls
-
-
-async def test_yields_error_for_a_connection_without_an_api_key(monkeypatch, clock, api):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_KLING_KEYLESS", json.dumps({"conn_type": "kling", "host": "http://127.0.0.1:8089"})
-    )
-
-    payload = await first_event(make_trigger(clock, kling_conn_id="kling_keyless"))
-
-    assert payload["status"] == "error"
-    assert "API key" in payload["message"]
-    assert not api.calls
-
-
-async def test_yields_error_for_a_plain_http_base_url_that_is_not_loopback(monkeypatch, clock, api):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_KLING_PLAIN",
-        json.dumps({"conn_type": "kling", "host": "http://api.example.com", "password": API_KEY}),
-    )
-
-    payload = await first_event(make_trigger(clock, kling_conn_id="kling_plain"))
-
-    assert payload["status"] == "error"
-    assert "https" in payload["message"]
+    assert named in payload["message"]
     assert API_KEY not in payload["message"]
     assert not api.calls

@@ -2,7 +2,8 @@
 
 ``retries=0``: a run that survives a fault did so inside the provider; a second, paid try cannot hide
 it. ``consistency_rotation`` uses ``kling_rotating``, a connection kept in the metadata database (the
-test creates it and rotates its key through the REST API).
+test creates it and rotates its key through the REST API). The waits on both paths are the fault
+suite's ``faults_waits`` DAG, which the test puts beside this file.
 """
 
 from __future__ import annotations
@@ -13,38 +14,11 @@ from airflow.sdk import DAG, Param, task
 
 from airflow_provider_kling.operators.kling import KlingTextToVideoOperator
 
-PROMPTS = Param(["A lighthouse at dusk"], type="array", items={"type": "string"})
-
-with DAG(
-    dag_id="consistency_waits",
-    schedule=None,
-    catchup=False,
-    params={"deferred": PROMPTS, "synchronous": Param([], type="array", items={"type": "string"})},
-    default_args={"retries": 0},
-    tags=["e2e", "faults"],
-):
-
-    @task
-    def deferred_prompts(params: dict[str, Any] | None = None) -> list[str]:
-        return [str(prompt) for prompt in (params or {})["deferred"]]
-
-    @task
-    def synchronous_prompts(params: dict[str, Any] | None = None) -> list[str]:
-        return [str(prompt) for prompt in (params or {})["synchronous"]]
-
-    KlingTextToVideoOperator.partial(task_id="deferred", poll_interval=2, max_poll_interval=2).expand(
-        prompt=deferred_prompts()
-    )
-    KlingTextToVideoOperator.partial(
-        task_id="synchronous", deferrable=False, poll_interval=2, max_poll_interval=2
-    ).expand(prompt=synchronous_prompts())
-
-
 with DAG(
     dag_id="consistency_rotation",
     schedule=None,
     catchup=False,
-    params={"prompts": PROMPTS},
+    params={"prompts": Param(["A lighthouse at dusk"], type="array", items={"type": "string"})},
     default_args={"retries": 0},
     tags=["e2e", "faults"],
 ):

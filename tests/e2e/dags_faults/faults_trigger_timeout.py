@@ -18,22 +18,23 @@ from airflow.sdk import DAG
 
 from airflow_provider_kling.operators.kling import KlingTextToVideoOperator
 
-with DAG(dag_id="faults_trigger_timeout", schedule=None, catchup=False, tags=["e2e", "faults"]):
+# Both poll every 2 s and get one retry; each has its own timeout and retry delay (see above).
+with DAG(
+    dag_id="faults_trigger_timeout",
+    schedule=None,
+    catchup=False,
+    default_args={"poll_interval": 2, "max_poll_interval": 2, "retries": 1},
+    tags=["e2e", "faults"],
+):
     KlingTextToVideoOperator(
         task_id="reattach_running",
         prompt="A glacier calving into the sea [sandbox:seconds=46]",
         timeout=25,
-        poll_interval=2,
-        max_poll_interval=2,
-        retries=1,
         retry_delay=timedelta(seconds=1),
     )
     KlingTextToVideoOperator(
         task_id="reattach_finished",
         prompt="A hot air balloon over vineyards [sandbox:seconds=18]",
         timeout=10,
-        poll_interval=2,
-        max_poll_interval=2,
-        retries=1,
         retry_delay=timedelta(seconds=12),
     )
