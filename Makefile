@@ -24,7 +24,7 @@ endef
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
 	@echo "make test   - build the venvs, then lint + type check + every test on Airflow 3.3 (unit and"
-	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0) the unit suite and"
+	@echo "              end-to-end, the docs site) + on each Airflow of MATRIX (2.11, 3.0, 3.1, 3.2) the unit suite and"
 	@echo "              one end-to-end deferrable run"
 	@echo "make docs   - build the documentation site into site/ (strict: broken links and anchors fail)"
 	@echo "make venv | lint | unit | e2e | constraints | clean"
@@ -68,10 +68,7 @@ e2e: $(STAMP)
 # own venv). The two 3.3 jobs spend most of their time waiting on their stacks (renders, failovers,
 # heartbeats) while the older legs' unit suites use the CPU, so three jobs fit on two cores; each job's
 # output is printed whole when it ends. Any failure fails the target.
-# Airflow 3.1 and 3.2 have legs of their own (make test-3.1, test-3.2; pins committed, unit suites pass)
-# but are not in this list yet: their end-to-end runs do not pass (3.1: the REST API refuses the harness's
-# calls with 401; 3.2: the task runner's models fail to build with the resolved pydantic).
-MATRIX := 2.11 3.0
+MATRIX := 2.11 3.0 3.1 3.2
 test: lint
 	$(MAKE) --no-print-directory --output-sync=recurse -j3 test-3.3-local test-3.3-cluster older-legs
 
@@ -126,7 +123,7 @@ OLDER_AIRFLOW := 2.11 3.0 3.1 3.2
 RESOLVE_2.11 := "apache-airflow==2.11.2"
 RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3" "fastapi<0.132"
 RESOLVE_3.1 := "apache-airflow==3.1.8"
-RESOLVE_3.2 := "apache-airflow==3.2.2"
+RESOLVE_3.2 := "apache-airflow==3.2.2" "cadwyn==7.0.0" "fastapi==0.136.3"
 
 .venv-%/.installed: pyproject.toml constraints/airflow-%.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
