@@ -125,11 +125,13 @@ RESOLVE_3.0 := "apache-airflow==3.0.6" "universal-pathlib<0.3" "fastapi<0.132"
 RESOLVE_3.1 := "apache-airflow==3.1.8"
 RESOLVE_3.2 := "apache-airflow==3.2.2" "cadwyn==7.0.0" "fastapi==0.136.3"
 
+# wheel: Airflow 2.11 needs python-nvd3, which has no wheel, and Python 3.11's venv setuptools (65)
+# cannot build one without the wheel package when build isolation is off.
 .venv-%/.installed: pyproject.toml constraints/airflow-%.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
 		echo "constraints/airflow-$*.txt is pinned for Python 3.11; run with PYTHON=/path/to/python3.11"; exit 1; }
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
-	.venv-$*/bin/pip install --quiet -c constraints/airflow-$*.txt hatchling editables
+	.venv-$*/bin/pip install --quiet -c constraints/airflow-$*.txt hatchling editables wheel==0.48.0
 	.venv-$*/bin/pip install --quiet --no-build-isolation -c constraints/airflow-$*.txt -e ".[test]"
 	.venv-$*/bin/python -m tools.check_pins constraints/airflow-$*.txt
 	touch $@

@@ -48,15 +48,21 @@ def wait_until(condition: Any, what: str, timeout: float = WAIT_SECONDS) -> Any:
         time.sleep(1.0)
 
 
-def hitl_detail(api: httpx.Client, run_id: str, map_index: int) -> dict[str, Any] | None:
-    """The review request of one video, once its review task is parked waiting for the answer.
+def hitl_detail(stack: AirflowStack, api: httpx.Client, run_id: str, map_index: int) -> dict[str, Any] | None:
+    """The review request of one video, once its review task is parked waiting and Airflow knows it.
 
-    The task writes the request a moment before it parks: an answer given in between is stored but
-    resumes nothing (Airflow resumes only a task that waits), so a reviewer answers a waiting task, as
-    the UI's Required actions page offers it.
+    Two moments a person never hits but a script can: the task writes the request a moment before it
+    parks (an answer given in between is stored but resumes nothing), and the scheduler hears that the
+    parked try's process ended a moment after it parked. Airflow 3.3.2 fails a task resumed by an answer
+    before that news arrives ("finished with state success, but the task instance's state attribute is
+    queued"). So the reviewer answers a task that waits, once the scheduler has logged its parked try.
     """
     ti = api.get(f"/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances/review/{map_index}")
     if ti.status_code != 200 or ti.json()["state"] not in WAITING_STATES:
+        return None
+    parked = f"TaskInstance Finished: dag_id={PIPELINE}, task_id=review, run_id={run_id}, map_index={map_index},"
+    scheduler_log = stack.log_path("scheduler").read_text(errors="replace")
+    if not any(parked in line and "state=awaiting_input" in line for line in scheduler_log.splitlines()):
         return None
     response = api.get(f"/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances/review/{map_index}/hitlDetails")
     return response.json() if response.status_code == 200 else None
@@ -74,7 +80,10 @@ def test_a_person_approves_one_video_and_rejects_the_other(
     airflow_stack.wait_for_dag(PIPELINE)
     run_id = airflow_stack.trigger(PIPELINE, {"prompts": PROMPTS, "output_folder": str(tmp_path), "review": True})
 
-    details = [wait_until(lambda i=i: hitl_detail(api, run_id, i), f"the review request of video {i}") for i in (0, 1)]
+    details = [
+        wait_until(lambda i=i: hitl_detail(airflow_stack, api, run_id, i), f"the review request of video {i}")
+        for i in (0, 1)
+    ]
     results = [airflow_stack.xcom(PIPELINE, run_id, "generate", map_index=i) for i in (0, 1)]
     for prompt, detail, result in zip(PROMPTS, details, results, strict=True):
         # The reviewer sees what was asked for and where the video is, before anything is published.
