@@ -43,6 +43,15 @@ def prepare_airflow_env() -> None:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("_AIRFLOW_SKIP_DB_TESTS", "true")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    import airflow
+
+    if tuple(int(part) for part in airflow.__version__.split(".")[:2]) < (3, 3):
+        # Before 3.3 the environment-variable secrets backend builds an ORM Connection, which configures
+        # every mapper and so needs every model imported: a triggerer has them, a bare process does not,
+        # and the lookup then fails quietly ("connection 'kling_default' is not defined").
+        import airflow.models
+
+        airflow.models.import_all_models()
 
 
 def connection_json(url: str, *, max_polls_per_second: float) -> str:
