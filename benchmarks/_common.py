@@ -38,7 +38,10 @@ TASK_RESULT_PATH = "/v3/async/task-result"
 
 
 def prepare_airflow_env() -> None:
-    """A throwaway ``AIRFLOW_HOME`` and no examples or metadata DB: call before importing Airflow."""
+    """A throwaway ``AIRFLOW_HOME`` and no examples or metadata DB, then Airflow imported with them.
+
+    Call it before anything else imports Airflow, so Airflow reads these settings.
+    """
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="kling-bench-airflow-"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("_AIRFLOW_SKIP_DB_TESTS", "true")
