@@ -18,8 +18,8 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit e2e test demo constraints clean docs system-packages older-legs \
-	test-3.3-local test-3.3-cluster
+.PHONY: help venv lint unit e2e test demo constraints clean docs system-packages older-legs-then-3.3 \
+	test-3.3-local test-3.3-local-first test-3.3-local-second test-3.3-cluster
 
 help:
 	@echo "make demo   - build .venv, start the sandbox and Airflow 3.3, run the example content pipeline"
@@ -31,7 +31,7 @@ help:
 	@echo "make unit-V - the unit suite on Airflow V (2.11, 3.0, 3.1, 3.2), each in its own venv"
 	@echo "make e2e-V - one end-to-end deferrable run on a real Airflow V stack"
 	@echo "make test-3.3 | test-V - one leg of the CI matrix (what make test runs after lint); the 3.3 leg"
-	@echo "              is test-3.3-local (LocalExecutor stacks, unit, docs) + test-3.3-cluster (Celery stack)"
+	@echo "              is test-3.3-local (LocalExecutor stacks, unit, docs; in two halves) + test-3.3-cluster"
 	@echo "make constraints-V - re-resolve that leg's pins"
 
 venv: $(STAMP)
@@ -62,30 +62,41 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(call run_pytest,-m e2e)
 
-# The CI matrix: lint, then three jobs side by side: the Airflow 3.3 suite on its LocalExecutor stacks
-# (unit and end-to-end, the docs site), the distributed deployment's scenarios on their Celery stack, and
-# the older Airflow legs one after another (each its unit suite and one end-to-end deferrable run, in its
-# own venv). The two 3.3 jobs spend most of their time waiting on their stacks (renders, failovers,
-# heartbeats) while the older legs' unit suites use the CPU, so three jobs fit on two cores; each job's
-# output is printed whole when it ends. Any failure fails the target.
+# The CI matrix. Every venv is built first, side by side (pip mostly waits on downloads and unpacking),
+# then lint, then three jobs side by side:
+#   - the first half of the Airflow 3.3 LocalExecutor suite (unit tests, docs site, fault modules);
+#   - the distributed deployment's scenarios on their Celery stack;
+#   - the older Airflow legs one after another (each its unit suite and one end-to-end deferrable run,
+#     in its own venv), then the second half of the 3.3 LocalExecutor suite.
+# The 3.3 jobs spend most of their time waiting on their stacks (renders, failovers, heartbeats), so
+# three jobs fit on two cores; each job's output is printed whole when it ends. Any failure fails the
+# target. The halves are split by module so each job takes about as long as the cluster job.
 MATRIX := 2.11 3.0 3.1 3.2
-test: lint
-	$(MAKE) --no-print-directory --output-sync=recurse -j3 test-3.3-local test-3.3-cluster older-legs
+E2E_LOCAL_SECOND := tests/e2e/test_delivery.py tests/e2e/test_example_dags.py tests/e2e/test_browser.py \
+	tests/e2e/test_review_step.py tests/e2e/test_worker_slots_smoke.py
+test:
+	$(MAKE) --no-print-directory -j5 $(STAMP) $(addsuffix /.installed,$(addprefix .venv-,$(MATRIX)))
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory --output-sync=recurse -j3 test-3.3-local-first test-3.3-cluster older-legs-then-3.3
 
-older-legs:
-	$(MAKE) --no-print-directory -j1 $(addprefix test-,$(MATRIX))
+older-legs-then-3.3:
+	$(MAKE) --no-print-directory -j1 $(addprefix test-,$(MATRIX)) test-3.3-local-second
 
 # The servers the 3.3 leg starts (PostgreSQL, Redis, Chromium and chromedriver): installed with apt-get
 # as root, otherwise named in one line. Never skipped, in CI neither.
 system-packages:
 	$(PYTHON) -m tools.system_packages
 
-# The Airflow 3.3 leg: every test, in two pytest runs that can go side by side (make -j2 test-3.3): the
-# distributed deployment's module, and everything else. The docs site is part of the leg.
-test-3.3: test-3.3-local test-3.3-cluster
+# The Airflow 3.3 leg: every test, in pytest runs that can go side by side (make -j3 test-3.3): the
+# distributed deployment's module, and everything else in two halves. The docs site is part of the leg.
+test-3.3: test-3.3-local-first test-3.3-local-second test-3.3-cluster
+test-3.3-local: test-3.3-local-first test-3.3-local-second
 
-test-3.3-local: $(STAMP) system-packages docs
-	$(call run_pytest,-m "not cluster_e2e")
+test-3.3-local-first: $(STAMP) system-packages docs
+	$(call run_pytest,-m "not cluster_e2e" $(addprefix --ignore=,$(E2E_LOCAL_SECOND)))
+
+test-3.3-local-second: $(STAMP) system-packages
+	$(call run_pytest,-m "not cluster_e2e" $(E2E_LOCAL_SECOND))
 
 test-3.3-cluster: $(STAMP) system-packages
 	$(call run_pytest,-m cluster_e2e)

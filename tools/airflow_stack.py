@@ -819,7 +819,8 @@ class Airflow2Stack(AirflowStack):
         super().migrate()
         user = {"username": self.username, "password": self.password, "role": "Admin"}
         user |= {"firstname": "Kling", "lastname": "E2E", "email": "e2e@example.org"}
-        self.run_cli("users", "create", *(part for name, value in user.items() for part in (f"--{name}", value)))
+        # One "--name=value" word each: a random password may begin with "-", which argparse would read as a flag.
+        self.run_cli("users", "create", *(f"--{name}={value}" for name, value in user.items()))
 
     # ------------------------------------------------------------------ REST v1
 
