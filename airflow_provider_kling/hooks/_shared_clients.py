@@ -1,21 +1,21 @@
-"""One ``httpx.AsyncClient`` and one poll-rate limiter per connection and event loop.
+"""One poll transport and one poll-rate limiter per connection and event loop.
 
-A triggerer runs every trigger in one event loop. Sharing the client means one connection pool (kept-
-alive TLS connections) for thousands of triggers instead of a handshake per poll, and sharing the limiter
-means their polls together never exceed the connection's ``max_polls_per_second``, however many videos
-are in flight. The connection is looked up once per loop, by one trigger, while the others wait.
+A triggerer runs every trigger in one event loop. Sharing the transport means one connection pool
+(kept-alive TLS connections) for thousands of triggers instead of a handshake per poll, and sharing the
+limiter means their polls together never exceed the connection's ``max_polls_per_second``, however many
+videos are in flight. The connection is looked up once per loop, by one trigger, while the others wait.
 
 A semaphore also caps the polls in flight at the pool's size, so polls beyond it queue on the semaphore
-(constant cost) instead of in httpx's pool, whose bookkeeping costs time proportional to the waiting
-requests times the connections on every request: with thousands of triggers polling at once (a restarted
-triggerer and a high ``max_polls_per_second``) that alone cost milliseconds of CPU per poll. The pool is
-kept small for the same reason.
+(constant cost) instead of in the pool, and the pool is kept small: polite to the vendor, and cheap.
 
-Under the ``httpx.AsyncClient`` runs aiohttp's connection pool (the ``httpx-aiohttp`` transport): httpx
-stays the interface (types, timeouts, errors, what tests mock) while a request costs a fraction of the
-CPU time of httpcore's async pool. aiohttp's exceptions are mapped back onto the exact httpx exceptions
-httpcore raises (:func:`httpx_error`), so a connect failure is still a "never sent" ``ConnectError``.
-Unit tests that mock HTTP with respx swap in httpx's own transport through :data:`transport_factory`.
+The poll's GET goes straight through aiohttp (:class:`AiohttpPollTransport`): a poll is the one call a
+triggerer makes thousands of times a minute, and httpx's request and response objects cost as much CPU as
+aiohttp's whole request under them. httpx stays the vocabulary: a failure raises the exact httpx
+exception httpcore would have raised (:func:`httpx_error`; a connect failure is still a "never sent"
+``ConnectError``), and an error answer arrives as an ``httpx.Response`` in ``httpx.HTTPStatusError``, so
+the hook classifies both as it classifies the sync path's. Unit tests that mock HTTP with respx select
+:class:`HttpxPollTransport` (an ``httpx.AsyncClient``, which respx intercepts) through
+:data:`transport_factory`; the tests against real servers and the end-to-end suite run aiohttp.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import asyncio
 import math
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
-from httpx_aiohttp import AiohttpTransport
 
 from airflow_provider_kling.hooks.connection import ConnectionSettings
 from airflow_provider_kling.hooks.rate_limit import ClusterRateLimiter, aclose_cluster_limiters, async_cluster_limiter
@@ -39,7 +39,7 @@ from airflow_provider_kling.hooks.rate_limit import ClusterRateLimiter, aclose_c
 #: second when each takes this long.
 ROUND_TRIP_ALLOWANCE = 0.5
 #: Bounds of the polls in flight per connection and loop: a few even at a low rate, and polite to the
-#: vendor (and cheap for httpx's pool, whose per-request work grows with its connections) at a high one.
+#: vendor at a high one.
 MIN_POLLS_IN_FLIGHT, MAX_POLLS_IN_FLIGHT = 4, 16
 
 
@@ -57,9 +57,8 @@ def polls_in_flight(max_polls_per_second: float) -> int:
 KEEPALIVE_SECONDS = 5.0
 
 #: Each httpx exception httpcore raises, and the aiohttp exceptions that mean the same failure; the
-#: most specific first. Only a failure to connect (refused, DNS, TLS handshake, connect or pool timeout)
-#: means the request was never sent; a dropped connection or a read timeout may come after the vendor
-#: got it.
+#: most specific first. Only a failure to connect (refused, DNS, TLS handshake, connect timeout) means
+#: the request was never sent; a dropped connection or a read timeout may come after the vendor got it.
 _AIOHTTP_ERRORS: tuple[tuple[tuple[type[BaseException], ...], type[httpx.TransportError]], ...] = (
     ((aiohttp.ConnectionTimeoutError,), httpx.ConnectTimeout),
     ((aiohttp.ServerTimeoutError, asyncio.TimeoutError), httpx.ReadTimeout),
@@ -78,96 +77,146 @@ _AIOHTTP_ERRORS: tuple[tuple[tuple[type[BaseException], ...], type[httpx.Transpo
 def httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
     """The httpx exception httpcore would have raised for ``exc`` (from aiohttp), bound to ``request``.
 
-    ``httpx-aiohttp`` maps exceptions too, but coarsely (a dropped connection becomes ``ConnectTimeout``,
-    which would read as "never sent") and without the request: this mapping looks at the aiohttp
-    exception itself. ``None`` when ``exc`` is not a transport failure.
+    ``None`` when ``exc`` is not a transport failure.
     """
-    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None else exc
     for aiohttp_types, httpx_type in _AIOHTTP_ERRORS:
-        if isinstance(cause, aiohttp_types):
-            return httpx_type(str(cause) or type(cause).__name__, request=request)
-    if isinstance(exc, httpx.TransportError):
-        return type(exc)(str(exc), request=request)
+        if isinstance(exc, aiohttp_types):
+            return httpx_type(str(exc) or type(exc).__name__, request=request)
     return None
 
 
-class _MappedStream(httpx.AsyncByteStream):
-    """A response body whose read failures are mapped by :func:`httpx_error`."""
+class PollTransport(Protocol):
+    """How the async hook sends a poll: one GET of an absolute URL, with the connection's headers.
 
-    __slots__ = ("_inner", "_request")
+    :meth:`get` returns the body of a 2xx (or 3xx) answer; an answer of 400 or more raises
+    ``httpx.HTTPStatusError`` carrying the ``httpx.Response``, and a transport failure raises the
+    ``httpx.TransportError`` httpcore would raise.
+    """
 
-    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._inner = inner
-        self._request = request
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
-                yield chunk
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _mapped(exc, self._request) from exc
+    async def get(self, url: str) -> bytes:
+        """GET ``url``; the body of a successful answer."""
 
     async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _mapped(exc, self._request) from exc
+        """Close the pool's connections."""
 
 
-def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
-    return httpx_error(exc, request) or exc
+class AiohttpPollTransport:
+    """The production poll transport: one ``aiohttp.ClientSession`` of ``size`` kept-alive connections.
 
-
-class KlingAiohttpTransport(AiohttpTransport):
-    """``httpx_aiohttp.AiohttpTransport`` with httpcore's exception classes (see :func:`httpx_error`)."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` over aiohttp; failures raise the httpx exception httpcore would raise."""
-        try:
-            response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _mapped(exc, request) from exc
-        response.stream = _MappedStream(response.stream, request)  # type: ignore[arg-type]
-        return response
-
-
-def aiohttp_transport(settings: ConnectionSettings, size: int) -> httpx.AsyncBaseTransport:
-    """The production transport: aiohttp's pool of ``size`` connections to the connection's base URL.
-
-    The session keeps no cookies (httpx's client does, as before) and is created lazily, inside the
-    event loop that uses it. A proxy named by the environment (``HTTPS_PROXY``, ``NO_PROXY``...) is
-    honoured as httpx honours it, resolved once: every request goes to the same base URL.
+    It behaves as the httpx client it replaces: the connection's timeout for the connect and for each
+    read, no redirects followed, no cookies kept, the CA bundle httpx would use, and a proxy named by the
+    environment (``HTTPS_PROXY``, ``NO_PROXY``...) honoured as httpx honours it, resolved once: every
+    request goes to the same base URL. Built inside the event loop that uses it.
     """
-    ssl_context = httpx.create_ssl_context()
-    proxy = _environment_proxy(settings.base_url)
 
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=size, keepalive_timeout=KEEPALIVE_SECONDS, ssl=ssl_context)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    __slots__ = ("_headers", "_proxy", "_proxy_headers", "_session")
 
-    # ``verify`` given the context already made: the transport would otherwise load the CA bundle again.
-    return KlingAiohttpTransport(verify=ssl_context, client=session, proxy=httpx.Proxy(proxy) if proxy else None)
+    def __init__(self, settings: ConnectionSettings, size: int) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=size, keepalive_timeout=KEEPALIVE_SECONDS, ssl=httpx.create_ssl_context()
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
+        )
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+        # Sent with each request, never as the session's default headers: aiohttp adds those to a proxy's
+        # CONNECT too, and would hand the API key to the proxy as its Proxy-Authorization.
+        self._headers = settings.auth_headers
+        self._proxy, self._proxy_headers = _environment_proxy(settings.base_url)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the session was closed."""
+        return self._session.closed
+
+    async def get(self, url: str) -> bytes:
+        """GET ``url`` (see :class:`PollTransport`)."""
+        try:
+            async with self._session.get(
+                url,
+                headers=self._headers,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
+            ) as answer:
+                body = await answer.read()
+                if answer.status >= 400:
+                    # Only an error answer pays for httpx's objects: the hook's error mapping reads them.
+                    request = httpx.Request("GET", url)
+                    response = httpx.Response(answer.status, headers=answer.raw_headers, content=body, request=request)
+                    raise httpx.HTTPStatusError(f"HTTP {answer.status}", request=request, response=response)
+                return body
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise httpx_error(exc, httpx.Request("GET", url)) or exc from exc
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        await self._session.close()
 
 
-def httpx_transport(settings: ConnectionSettings, size: int) -> httpx.AsyncBaseTransport:
-    """httpx's own transport (httpcore's pool): what respx intercepts, so unit tests select it."""
-    return httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_SECONDS)
-    )
+class HttpxPollTransport:
+    """httpx's own async client and pool (httpcore): what respx intercepts, so unit tests select it."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, settings: ConnectionSettings, size: int) -> None:
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_SECONDS)
+        self.client = httpx.AsyncClient(
+            headers=settings.auth_headers, timeout=settings.timeout, transport=httpx.AsyncHTTPTransport(limits=limits)
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the client was closed."""
+        return self.client.is_closed
+
+    async def get(self, url: str) -> bytes:
+        """GET ``url`` (see :class:`PollTransport`)."""
+        response = await self.client.get(url)
+        if response.is_error:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+        return response.content
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        await self.client.aclose()
 
 
-#: Builds the transport of each new shared client. Unit tests that mock HTTP with respx set it to
-#: :func:`httpx_transport`; everything else (the triggerer, the end-to-end tests) runs aiohttp.
-transport_factory: Callable[[ConnectionSettings, int], httpx.AsyncBaseTransport] = aiohttp_transport
+#: Builds the poll transport of each new shared entry. Unit tests that mock HTTP with respx set it to
+#: :class:`HttpxPollTransport`; everything else (the triggerer, the end-to-end tests) runs aiohttp.
+transport_factory: Callable[[ConnectionSettings, int], PollTransport] = AiohttpPollTransport
 
 
-def _environment_proxy(base_url: str) -> str | None:
+def absolute_url(base_url: str, path: str) -> str:
+    """``path`` under ``base_url``, joined as ``httpx.Client(base_url=...)`` joins them.
+
+    A base URL with a path (an API clone behind a prefix) keeps it: ``https://host/kling`` and
+    ``/v3/async/task-result`` give ``https://host/kling/v3/async/task-result``.
+    """
+    base = httpx.URL(base_url)
+    raw_path = base.raw_path if base.raw_path.endswith(b"/") else base.raw_path + b"/"
+    return str(base.copy_with(raw_path=raw_path + path.lstrip("/").encode("ascii")))
+
+
+def _environment_proxy(base_url: str) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy the environment names for ``base_url`` (credentials as a header), or ``(None, None)``."""
     url = httpx.URL(base_url)
     proxies = urllib.request.getproxies()
     bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - absent from typeshed
     if not proxies or bypass(url.host, proxies):
-        return None
-    return proxies.get(url.scheme) or proxies.get("all")
+        return None, None
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy:
+        return None, None
+    proxy_url = httpx.URL(proxy if "://" in proxy else f"http://{proxy}")
+    if not proxy_url.username:
+        return str(proxy_url), None
+    credentials = aiohttp.BasicAuth(proxy_url.username, proxy_url.password)
+    return str(proxy_url.copy_with(username=None, password=None)), {"Proxy-Authorization": credentials.encode()}
 
 
 @dataclass
@@ -176,7 +225,7 @@ class SharedAsyncClient:
 
     conn_id: str
     settings: ConnectionSettings
-    client: httpx.AsyncClient
+    transport: PollTransport
     limiter: AsyncLimiter
     #: Held for the duration of each request: at most the pool's size in flight (see the module docstring).
     in_flight: asyncio.Semaphore
@@ -190,7 +239,7 @@ class SharedAsyncClient:
         """Forget this entry (after an auth error) so the next call reads the connection again."""
         if self._registry.get(self.conn_id) is self:
             del self._registry[self.conn_id]
-        await self.client.aclose()
+        await self.transport.aclose()
 
     async def acquire(self) -> None:
         """Wait until this process's and, when configured, the deployment's poll limits allow a poll."""
@@ -219,7 +268,7 @@ def poll_limiter(max_polls_per_second: float) -> AsyncLimiter:
 async def shared_async_client(
     conn_id: str, load_settings: Callable[[], Awaitable[ConnectionSettings]]
 ) -> SharedAsyncClient:
-    """Return this loop's shared client for ``conn_id``, creating it (once) with ``load_settings``."""
+    """Return this loop's shared entry for ``conn_id``, creating it (once) with ``load_settings``."""
     loop = asyncio.get_running_loop()
     registry = _clients.setdefault(loop, {})
     entry = registry.get(conn_id)
@@ -234,12 +283,7 @@ async def shared_async_client(
             entry = SharedAsyncClient(
                 conn_id=conn_id,
                 settings=settings,
-                client=httpx.AsyncClient(
-                    base_url=settings.base_url,
-                    headers=settings.auth_headers,
-                    timeout=settings.timeout,
-                    transport=transport_factory(settings, size),
-                ),
+                transport=transport_factory(settings, size),
                 limiter=poll_limiter(settings.max_polls_per_second),
                 in_flight=asyncio.Semaphore(size),
                 cluster_limiter=async_cluster_limiter(
@@ -252,8 +296,8 @@ async def shared_async_client(
 
 
 async def aclose_shared_clients() -> None:
-    """Close every shared client of the running loop (tests and benchmarks call this at the end)."""
+    """Close every shared transport of the running loop (tests and benchmarks call this at the end)."""
     registry = _clients.pop(asyncio.get_running_loop(), {})
     for entry in registry.values():
-        await entry.client.aclose()
+        await entry.transport.aclose()
     await aclose_cluster_limiters()

@@ -228,11 +228,11 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[CapturedLogs]:
 
 @pytest.fixture(autouse=True)
 def _respx_visible_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the async hook's shared client on httpx's own transport, which respx intercepts.
+    """Send the async hook's polls through ``httpx.AsyncClient``, which respx intercepts.
 
-    Production runs it on aiohttp (``httpx-aiohttp``), which respx cannot see; the tests that need the
-    real transport set ``transport_factory`` back to ``aiohttp_transport`` against a real server.
+    Production sends them through aiohttp, which respx cannot see; the tests that need the real
+    transport set ``transport_factory`` back to ``AiohttpPollTransport`` against a real server.
     """
     from airflow_provider_kling.hooks import _shared_clients
 
-    monkeypatch.setattr(_shared_clients, "transport_factory", _shared_clients.httpx_transport)
+    monkeypatch.setattr(_shared_clients, "transport_factory", _shared_clients.HttpxPollTransport)

@@ -164,8 +164,8 @@ async def test_each_connection_id_has_its_own_client_and_key(kling_conn, kling_a
 
 
 def test_each_event_loop_gets_its_own_client(kling_conn):
-    async def client_of_this_loop() -> httpx.AsyncClient:
-        client = (await KlingHook()._shared()).client
+    async def client_of_this_loop() -> object:
+        client = (await KlingHook()._shared()).transport
         await aclose_shared_clients()
         return client
 
@@ -180,13 +180,13 @@ async def test_closing_the_shared_clients_closes_them_and_the_next_call_builds_a
     kling_api.get(RESULT).respond(200, json=result_body())
     hook = KlingHook()
     await hook.aget_task_result("kt-1")
-    first = (await hook._shared()).client
+    first = (await hook._shared()).transport
 
     await aclose_shared_clients()
     await hook.aget_task_result("kt-1")
 
     assert first.is_closed
-    assert (await hook._shared()).client is not first
+    assert (await hook._shared()).transport is not first
 
 
 # -- auth errors ---------------------------------------------------------------------------------------
@@ -467,139 +467,3 @@ async def test_the_first_failure_counts_as_the_first_attempt_of_the_budget(kling
 
     assert route.call_count == 3
     assert len(fake_clock.sleeps) == 2
-
-
-# -- the real transport (aiohttp) against real servers ---------------------------------------------------
-
-#: A server that accepts a connection, reads the request, then either closes it without an answer
-#: ("drop") or never answers ("hang"). Run as its own process, stopped by PID.
-_BAD_SERVER = """
-import socket, sys, time
-mode, port = sys.argv[1], int(sys.argv[2])
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", port))
-server.listen(16)
-print("ready", flush=True)
-held = []
-while True:
-    conn, _ = server.accept()
-    conn.recv(65536)
-    if mode == "drop":
-        conn.close()
-    else:
-        held.append(conn)
-"""
-
-
-@pytest.fixture
-def real_transport(monkeypatch):
-    """The production transport (aiohttp), not the respx-visible one the unit tests use."""
-    monkeypatch.setattr(_shared_clients, "transport_factory", _shared_clients.aiohttp_transport)
-
-
-@pytest.fixture
-def bad_server():
-    """``bad_server(mode)``: start a misbehaving server on a free port; returns its URL."""
-    import subprocess
-    import sys
-
-    from airflow_provider_kling.sandbox.process import free_port
-
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(mode: str) -> str:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-c", _BAD_SERVER, mode, str(port)], stdout=subprocess.PIPE, text=True
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for process in processes:
-        process.kill()
-        process.wait(timeout=30)
-
-
-async def test_a_poll_over_aiohttp_reaches_a_real_server_and_parses_its_answer(kling_conn, real_transport):
-    from airflow_provider_kling.sandbox import SandboxProcess
-
-    with SandboxProcess(api_key="sandbox-key", generation_seconds=60) as sandbox:
-        kling_conn(host=sandbox.url, password="sandbox-key", extra={"max_polls_per_second": 100})
-        kling_task_id = await asyncio.to_thread(KlingHook().submit, "kling-v3.0-std-t2v", {"prompt": "a red fox"})
-        hook = KlingHook()
-
-        result = await hook.aget_task_result(kling_task_id)
-        again = await hook.aget_task_result(kling_task_id)  # a kept-alive connection of aiohttp's pool
-
-        shared = await hook._shared()
-        assert isinstance(shared.client._transport, _shared_clients.KlingAiohttpTransport)
-        assert result.task.task_id == again.task.task_id == kling_task_id
-        assert result.task.state in (TaskStatus.QUEUED, TaskStatus.PROCESSING)
-        assert len(sandbox.journal(kind="poll")) == 2
-
-
-async def test_over_aiohttp_a_refused_connection_is_a_connection_error(kling_conn, real_transport):
-    from airflow_provider_kling.exceptions import KlingConnectionError
-    from airflow_provider_kling.sandbox.process import free_port
-
-    kling_conn(host=f"http://127.0.0.1:{free_port()}")  # nothing listens there
-
-    with pytest.raises(
-        KlingConnectionError, match=r"GET http://127\.0\.0\.1:\d+/v3/async/task-result failed: ConnectError"
-    ):
-        await KlingHook(max_attempts=1).aget_task_result("kt-1")
-
-
-async def test_over_aiohttp_a_dropped_connection_is_transient_but_not_never_sent(
-    kling_conn, real_transport, bad_server
-):
-    from airflow_provider_kling.exceptions import KlingConnectionError
-
-    kling_conn(host=bad_server("drop"))
-
-    with pytest.raises(KlingTransientError, match="RemoteProtocolError") as caught:
-        await KlingHook(max_attempts=1).aget_task_result("kt-1")
-
-    assert not isinstance(caught.value, KlingConnectionError)
-
-
-async def test_over_aiohttp_a_read_timeout_is_transient_but_not_never_sent(kling_conn, real_transport, bad_server):
-    from airflow_provider_kling.exceptions import KlingConnectionError
-
-    kling_conn(host=bad_server("hang"), extra={"timeout": 0.5})
-
-    with pytest.raises(KlingTransientError, match="ReadTimeout") as caught:
-        await KlingHook(max_attempts=1).aget_task_result("kt-1")
-
-    assert not isinstance(caught.value, KlingConnectionError)
-
-
-@pytest.mark.parametrize(
-    ("aiohttp_error", "httpx_error"),
-    [
-        (lambda: __import__("aiohttp").ConnectionTimeoutError("connect"), httpx.ConnectTimeout),
-        (lambda: __import__("aiohttp").SocketTimeoutError("read"), httpx.ReadTimeout),
-        (lambda: __import__("aiohttp").ServerDisconnectedError(), httpx.RemoteProtocolError),
-        (lambda: __import__("aiohttp").ClientPayloadError("cut"), httpx.RemoteProtocolError),
-        (lambda: __import__("aiohttp").ClientOSError(104, "reset"), httpx.ReadError),
-    ],
-    ids=["connect-timeout", "read-timeout", "disconnected", "payload", "reset"],
-)
-def test_aiohttp_errors_map_to_the_httpx_errors_httpcore_raises(aiohttp_error, httpx_error):
-    request = httpx.Request("GET", "http://127.0.0.1:1/v3/async/task-result")
-    # As httpx-aiohttp raises them: an httpx error of its own choosing, caused by aiohttp's.
-    try:
-        try:
-            raise aiohttp_error()
-        except Exception as cause:
-            raise httpx.ConnectTimeout(str(cause)) from cause
-    except httpx.ConnectTimeout as wrapped:
-        mapped = _shared_clients.httpx_error(wrapped, request)
-
-    assert type(mapped) is httpx_error
-    assert mapped is not None
-    assert mapped.request is request
