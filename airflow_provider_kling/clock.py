@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -39,8 +39,8 @@ class Clock(Protocol):
         """Block for ``seconds``."""
         ...
 
-    async def asleep(self, seconds: float) -> None:
-        """Wait ``seconds`` without blocking the event loop."""
+    def asleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` without blocking the event loop (an ``async def`` qualifies)."""
         ...
 
 
@@ -55,9 +55,9 @@ class SystemClock:
         """``time.sleep(seconds)``."""
         time.sleep(seconds)
 
-    async def asleep(self, seconds: float) -> None:
+    def asleep(self, seconds: float) -> Awaitable[None]:
         """``asyncio.sleep(seconds)``."""
-        await asyncio.sleep(seconds)
+        return asyncio.sleep(seconds)
 
 
 _current: Clock = SystemClock()
@@ -78,9 +78,13 @@ def sleep(seconds: float) -> None:
     _current.sleep(max(0.0, seconds))
 
 
-async def asleep(seconds: float) -> None:
-    """Wait ``seconds`` on the active clock without blocking the event loop."""
-    await _current.asleep(max(0.0, seconds))
+def asleep(seconds: float) -> Awaitable[None]:
+    """Wait ``seconds`` on the active clock without blocking the event loop (``await clock.asleep(5)``).
+
+    A plain function handing back the clock's own awaitable, not a coroutine wrapping it: thousands of
+    triggers sleep here at once, and each wrapper would keep a frame alive per sleeping trigger.
+    """
+    return _current.asleep(max(0.0, seconds))
 
 
 @contextmanager

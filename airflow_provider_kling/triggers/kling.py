@@ -20,6 +20,7 @@ from airflow_provider_kling.polling import (
     Outcome,
     PollReader,
     Step,
+    aligned_delay,
 )
 
 
@@ -44,7 +45,9 @@ class KlingTaskTrigger(BaseTrigger):
     :param kling_task_id: The vendor's task id.
     :param kling_conn_id: The ``kling`` connection.
     :param end_time: Absolute deadline, epoch seconds.
-    :param poll_interval: Shortest wait between polls, seconds.
+    :param poll_interval: Shortest wait between polls, seconds (to within 50 ms: waits end on a tenth of a
+        second, so one wake-up of the event loop serves many triggers; see
+        :func:`~airflow_provider_kling.polling.aligned_delay`).
     :param max_poll_interval: Longest wait between polls while the vendor's eta is far off.
     :param max_attempts: Consecutive failed attempts tolerated for one poll.
     :param submitted_at: When the Kling task was submitted, epoch seconds (``None``: unknown, the grace
@@ -142,7 +145,8 @@ class KlingTaskTrigger(BaseTrigger):
                 self.log.warning(step.warning)
             if step.outcome is not Outcome.WAIT:
                 return self._final_event(step)
-            await clock.asleep(min(step.delay, self.end_time - clock.now()))
+            now = clock.now()
+            await clock.asleep(aligned_delay(now, min(step.delay, self.end_time - now)))
 
     def _final_event(self, step: Step) -> TaskEvent:
         if step.outcome is Outcome.DONE:

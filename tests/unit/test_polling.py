@@ -8,6 +8,8 @@ from airflow_provider_kling.models import TaskInfo
 from airflow_provider_kling.polling import (
     DEFAULT_BACKOFF_FACTOR,
     ETA_FRACTION,
+    WAKE_GRID,
+    aligned_delay,
     default_max_poll_interval,
     describe_progress,
     next_poll_delay,
@@ -71,3 +73,23 @@ def test_a_zero_progress_is_shown_as_zero_not_unknown():
     line = describe_progress("kt-1", TaskInfo.model_validate({"status": "TASK_STATUS_SUCCEED", "progress_percent": 0}))
 
     assert "progress=0%" in line
+
+
+@pytest.mark.parametrize(
+    ("now", "delay", "expected"),
+    [
+        (1000.03, 5.0, 4.97),  # ends at 1005.0, not 1005.03
+        (1000.07, 5.0, 5.03),  # to the nearest step: the average wait is unchanged
+        (1000.0, 60.0, 60.0),  # already on the grid
+        (1000.03, 0.5, 0.5),  # a short wait (a quick re-poll) is kept as it is
+    ],
+)
+def test_aligned_delay_ends_a_wait_on_the_nearest_tenth_of_a_second(now, delay, expected):
+    assert aligned_delay(now, delay) == pytest.approx(expected)
+
+
+def test_aligned_delay_moves_a_wait_by_at_most_half_a_step():
+    shifts = [aligned_delay(1000 + i / 1000, 5.0) - 5.0 for i in range(1000)]
+
+    assert max(abs(shift) for shift in shifts) <= WAKE_GRID / 2 + 1e-9
+    assert abs(sum(shifts) / len(shifts)) < 0.001

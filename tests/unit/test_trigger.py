@@ -319,6 +319,16 @@ async def test_without_max_poll_interval_backs_off_to_six_poll_intervals(clock, 
     assert clock.sleeps == [30.0]
 
 
+async def test_waits_end_on_a_tenth_of_a_second_so_many_triggers_wake_together(clock, result_route):
+    clock.now = 1_800_000_000.03
+    result_route.side_effect = answers(task_result(PROCESSING), task_result(PROCESSING), task_result(SUCCEED))
+
+    await first_event(make_trigger(clock, poll_interval=5, max_poll_interval=None))
+
+    assert clock.sleeps == [pytest.approx(4.97), pytest.approx(5.0)]
+    assert round(clock.now * 10) == pytest.approx(clock.now * 10, abs=1e-4)
+
+
 # -- serialisation and kill --------------------------------------------------------------------------
 
 
