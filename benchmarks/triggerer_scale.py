@@ -9,7 +9,7 @@ then starts every trigger at once, as a restarted triggerer would, and waits for
 Three triggers run the same load, each in its own worker process:
 
 * ``kling``: :class:`~airflow_provider_kling.triggers.kling.KlingTaskTrigger` (one shared
-  ``httpx.AsyncClient`` and rate limiter per connection and event loop).
+  aiohttp connection pool and rate limiter per connection and event loop).
 * ``to-thread``: a baseline written the way most providers do it: a blocking ``httpx.Client`` call in
   ``asyncio.to_thread`` per poll. It is given the kindest form of that pattern, one client shared by
   every trigger; a client per trigger (a hook per trigger) would add the cost printed as "one httpx
@@ -21,8 +21,9 @@ the same model and log the same line per poll, so the differences are the HTTP p
 
 Printed per N and trigger: peak RSS and memory per trigger (RSS growth over N), CPU time per poll (the
 worker's CPU time over the polls the sandbox journal counted), polls per second, the longest event-loop
-stall (lateness of a coroutine sleeping 10 ms) and the detection latency (the sandbox's ``completes_at``
-to the event reaching the runner: p50, p95, max). Then the ratios baseline / kling from the same run.
+stall (the longest loop iteration: :class:`_common.StallMonitor`) and the detection latency (the
+sandbox's ``completes_at`` to the event reaching the runner: p50, p95, max). Then the ratios baseline /
+kling from the same run.
 
 The aggregate poll rate is kept well under the sandbox's capacity by spreading polls: the poll interval
 for N triggers is ``max(--poll-interval, N / --target-poll-rate)``, and the sandbox's own CPU share is
@@ -148,7 +149,7 @@ def worker(spec_path: str) -> int:
 
     def abort() -> None:
         # Called from the sampler thread: the loop may be stalled, so report from here and leave.
-        stall = max(monitor.longest, time.perf_counter() - monitor.last_beat - monitor.period)
+        stall = max(monitor.longest, monitor.current())
         print(
             json.dumps(
                 {
