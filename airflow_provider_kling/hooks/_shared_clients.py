@@ -219,7 +219,7 @@ def _environment_proxy(base_url: str) -> tuple[str | None, dict[str, str] | None
     return str(proxy_url.copy_with(username=None, password=None)), {"Proxy-Authorization": credentials.encode()}
 
 
-@dataclass
+@dataclass(eq=False)
 class SharedAsyncClient:
     """The shared state of one connection in one event loop."""
 
@@ -227,19 +227,38 @@ class SharedAsyncClient:
     settings: ConnectionSettings
     transport: PollTransport
     limiter: AsyncLimiter
-    #: Held for the duration of each request: at most the pool's size in flight (see the module docstring).
+    #: The pool's size: at most this many polls in flight (see the module docstring).
+    size: int
+    #: Held for the duration of each request: at most ``size`` in flight.
     in_flight: asyncio.Semaphore
     #: The deployment-wide poll limit (the extra ``rate_limit_storage_uri``), or ``None``.
     cluster_limiter: ClusterRateLimiter | None
     _registry: dict[str, SharedAsyncClient] = field(repr=False)
     #: The Task Result URL up to its query string, set by the hook's first poll (see ``_task_result_url``).
     result_url_prefix: str | None = None
+    #: Set by :meth:`invalidate`: polls still queued for a slot of this entry must not send.
+    invalidated: bool = False
 
-    async def invalidate(self) -> None:
-        """Forget this entry (after an auth error) so the next call reads the connection again."""
+    def invalidate(self) -> None:
+        """Forget this entry (after an auth error) so the next call reads the connection again.
+
+        The polls already in flight on it finish: the triggers' polls of one connection wake together,
+        and closing the pool under them would turn their answers (a refusal each trigger must read for
+        itself, or a finished video) into dropped connections. The pool is closed once they have.
+        """
+        if self.invalidated:
+            return
+        self.invalidated = True
         if self._registry.get(self.conn_id) is self:
             del self._registry[self.conn_id]
+        retiring = _retiring.setdefault(asyncio.get_running_loop(), {})
+        retiring[self] = asyncio.get_running_loop().create_task(self._close_when_idle())
+
+    async def _close_when_idle(self) -> None:
+        for _ in range(self.size):
+            await self.in_flight.acquire()
         await self.transport.aclose()
+        _retiring.get(asyncio.get_running_loop(), {}).pop(self, None)
 
     async def acquire(self) -> None:
         """Wait until this process's and, when configured, the deployment's poll limits allow a poll."""
@@ -252,6 +271,12 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedA
     weakref.WeakKeyDictionary()
 )
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+#: Invalidated entries whose pools close once their polls in flight finish, with the task that closes
+#: each, per loop: kept so the tasks are not garbage-collected mid-way and :func:`aclose_shared_clients`
+#: can close what is left.
+_retiring: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[SharedAsyncClient, asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def poll_limiter(max_polls_per_second: float) -> AsyncLimiter:
@@ -285,6 +310,7 @@ async def shared_async_client(
                 settings=settings,
                 transport=transport_factory(settings, size),
                 limiter=poll_limiter(settings.max_polls_per_second),
+                size=size,
                 in_flight=asyncio.Semaphore(size),
                 cluster_limiter=async_cluster_limiter(
                     settings.rate_limit_storage_uri, settings.max_polls_per_second, conn_id
@@ -297,7 +323,11 @@ async def shared_async_client(
 
 async def aclose_shared_clients() -> None:
     """Close every shared transport of the running loop (tests and benchmarks call this at the end)."""
-    registry = _clients.pop(asyncio.get_running_loop(), {})
+    loop = asyncio.get_running_loop()
+    registry = _clients.pop(loop, {})
     for entry in registry.values():
+        await entry.transport.aclose()
+    for entry, closing in _retiring.pop(loop, {}).items():
+        closing.cancel()
         await entry.transport.aclose()
     await aclose_cluster_limiters()

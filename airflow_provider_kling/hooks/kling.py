@@ -380,9 +380,9 @@ class KlingHook(BaseHook):
         return response
 
     async def _asend(self, shared: SharedAsyncClient, kling_task_id: str) -> bytes:
-        if shared.transport.is_closed:
-            # Another hook reset the shared transport (auth error) while this one waited on the limiter:
-            # retry, and the next attempt reads the connection again.
+        if shared.invalidated or shared.transport.is_closed:
+            # Another hook's poll was refused (auth error) while this one waited for a slot: retry, and
+            # the next attempt reads the connection again.
             raise KlingTransientError(
                 "the shared HTTP client was reset after an auth error; retrying with the connection re-read",
                 kling_task_id=kling_task_id,
@@ -392,7 +392,7 @@ class KlingHook(BaseHook):
         except httpx.HTTPStatusError as answer:
             error = error_from_response(answer.response, kling_task_id=kling_task_id)
             if isinstance(error, KlingAuthError):
-                await shared.invalidate()
+                shared.invalidate()
             raise error from None
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, kling_task_id=kling_task_id) from None

@@ -212,6 +212,37 @@ async def test_an_auth_error_drops_the_shared_client_and_the_next_call_reads_the
     assert fresh.call_count == 1
 
 
+async def test_polls_in_flight_when_another_is_refused_get_their_own_answers_before_the_pool_closes(
+    kling_conn, kling_api, result_body
+):
+    release = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        task_id = request.url.params["task_id"]
+        if task_id == "kt-refused":
+            return error(403, "INVALID_API_KEY")
+        await release.wait()  # still in flight when the refusal arrives
+        return httpx.Response(200, json=result_body(kling_task_id=task_id))
+
+    kling_api.get(RESULT).mock(side_effect=answer)
+    in_flight = [asyncio.create_task(KlingHook().aget_task_result(task_id)) for task_id in ("kt-1", "kt-2")]
+    await settle()
+    shared = await KlingHook()._shared()
+
+    with pytest.raises(KlingAuthError):
+        await KlingHook().aget_task_result("kt-refused")
+    await settle()
+    still_open = not shared.transport.is_closed
+    release.set()
+    results = await asyncio.gather(*in_flight)
+    await settle()
+
+    assert still_open  # the refusal did not cut the other polls' requests
+    assert [result.task.task_id for result in results] == ["kt-1", "kt-2"]
+    assert shared.transport.is_closed  # closed once they were answered
+    assert (await KlingHook()._shared()) is not shared  # the next poll reads the connection again
+
+
 async def test_an_auth_error_is_not_retried(kling_conn, kling_api):
     route = kling_api.get(RESULT).mock(return_value=error(401, "UNAUTHORIZED"))
 
