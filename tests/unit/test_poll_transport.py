@@ -182,7 +182,7 @@ async def test_a_refused_key_resets_the_shared_transport_and_the_next_poll_reads
     assert result.task.task_id == sandbox_task
 
 
-async def test_a_base_url_with_a_path_keeps_it(sandbox, kling_conn, bad_server):
+async def test_a_base_url_with_a_path_keeps_it(kling_conn, bad_server):
     url, process = bad_server("proxy")
     kling_conn(host=f"{url}/kling/", extra={"max_polls_per_second": 100})
 
